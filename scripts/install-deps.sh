@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages cslim builds against (skips what is present).
+set -euo pipefail
+pkgs=(
+  build-essential cmake pkg-config
+  libopenblas-dev   # GEMM
+  libcjson-dev      # JSON (safetensors headers, configs, tokenizer.json)
+  libcmocka-dev     # unit tests
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "installing: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"

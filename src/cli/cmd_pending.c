@@ -1,0 +1,42 @@
+/* Subcommands whose issues have not landed yet: they parse and document
+ * --help, then say so plainly. */
+#include "cli/args.h"
+#include "cli/commands.h"
+
+#include <stdio.h>
+
+static int pending(const char *name, const char *usage, const char *summary, int argc,
+                   char **argv) {
+  cli_command cmd = {name, summary, usage,
+                     "This command is not implemented yet in this build of cslim."};
+  for (int i = 1; i < argc; i++) {
+    if (argv[i][0] == '-' && (argv[i][1] == 'h' || (argv[i][1] == '-' && argv[i][2] == 'h'))) {
+      cli_print_help(stdout, &cmd, NULL);
+      return CLI_EXIT_OK;
+    }
+  }
+  fprintf(stderr, "cslim %s: error: not implemented yet\n", name);
+  return CLI_EXIT_FAIL;
+}
+
+#define PENDING(fn, name, usage, summary)                                                  \
+  int fn(int argc, char **argv) { return pending(name, usage, summary, argc, argv); }
+
+PENDING(cmd_tokenize, "tokenize",
+        "cslim tokenize --model_path DIR (--text S | --file F) [--chat] [--json]",
+        "Encode text with the model's tokenizer and print the ids.")
+PENDING(cmd_forward, "forward",
+        "cslim forward --model_path DIR --inputs IN.safetensors --output OUT.safetensors [--hidden]",
+        "Run the float32 forward pass and write logits.")
+PENDING(cmd_eval, "eval", "cslim eval ppl --model_path DIR --text FILE [--seq 256] [--windows N]",
+        "Evaluate a model: perplexity over consecutive windows.")
+PENDING(cmd_generate, "generate",
+        "cslim generate --model_path DIR --prompt S [--chat] [--max_new_tokens N]",
+        "Greedy generation with a KV cache.")
+PENDING(cmd_quant, "quant",
+        "cslim quant --model_path M --save_path OUT --quant_type Q [--calib_data F]",
+        "Quantize a model.")
+PENDING(cmd_convert, "convert", "cslim convert --model_path Q --save_path OUT --target T",
+        "Re-target a quantized checkpoint to an inference engine.")
+PENDING(cmd_check, "check", "cslim check --model_path Q [--target T] [--source FLOAT_DIR]",
+        "Validate a quantized checkpoint the way an engine reads it.")

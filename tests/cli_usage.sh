@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The CLI skeleton: help for every subcommand, usage errors with exit 2.
+CSLIM=$1
+. "$(dirname "$0")/cli_lib.sh"
+
+run "$CSLIM"
+expect_rc 2 "no command"
+expect_err "usage: cslim <command>" "no command"
+
+run "$CSLIM" --help
+expect_rc 0 "--help"
+for c in inspect forward tokenize eval generate quant convert check; do
+  expect_out "  $c " "--help lists $c"
+  run "$CSLIM" "$c" --help
+  expect_rc 0 "$c --help"
+  expect_out "usage: cslim $c" "$c --help"
+  run "$CSLIM" --help
+done
+
+run "$CSLIM" --version
+expect_rc 0 "--version"
+expect_out "cslim " "--version"
+
+run "$CSLIM" frobnicate
+expect_rc 2 "unknown command"
+expect_err "unknown command 'frobnicate'" "unknown command"
+
+run "$CSLIM" inspect
+expect_rc 2 "missing required flag"
+expect_err "--model_path is required" "missing required flag"
+expect_err_lines 1 "missing required flag"
+
+run "$CSLIM" inspect --model_pth x
+expect_rc 2 "misspelt flag"
+expect_err "did you mean --model_path?" "misspelt flag"
+
+run "$CSLIM" inspect --model_path x --threads many
+expect_rc 2 "bad integer"
+expect_err "--threads: 'many' is not an integer" "bad integer"
+
+run "$CSLIM" inspect --model_path x --json maybe
+expect_rc 2 "stray argument"
+
+run "$CSLIM" inspect --model_path x --log_level loud
+expect_rc 2 "bad log level"
+expect_err "--log_level" "bad log level"
+
+# dashes and underscores are interchangeable, --flag=value works
+run "$CSLIM" inspect --model-path="$CSLIM_SOURCE_DIR/examples/tiny-qwen3" --quiet True
+expect_rc 0 "--model-path=..."
+
+for c in forward tokenize eval generate quant convert check; do
+  run "$CSLIM" "$c" --model_path x
+  expect_rc 1 "$c (pending)"
+  expect_err "not implemented yet" "$c (pending)"
+done
+finish

@@ -1,0 +1,98 @@
+#include "testutil.h"
+
+#include "cslim/common.h"
+#include "cslim/staging.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *tu_fixture(const char *rel) {
+  static char buf[8][4096];
+  static int k;
+  char *p = buf[k++ & 7];
+  snprintf(p, 4096, "%s/%s", CSLIM_FIXTURES, rel);
+  if (access(p, F_OK) != 0) fail_msg("fixture missing: %s (configure with -DCSLIM_FIXTURES=...)", p);
+  return p;
+}
+
+const char *tu_source(const char *rel) {
+  static char buf[8][4096];
+  static int k;
+  char *p = buf[k++ & 7];
+  snprintf(p, 4096, "%s/%s", CSLIM_SOURCE_DIR, rel);
+  return p;
+}
+
+char *tu_tmpdir(void) {
+  const char *base = getenv("TMPDIR");
+  char tmpl[4096];
+  snprintf(tmpl, sizeof tmpl, "%s/cslim-test-XXXXXX", base && *base ? base : "/tmp");
+  mkdir(base && *base ? base : "/tmp", 0755);
+  char *d = mkdtemp(tmpl);
+  if (!d) fail_msg("mkdtemp failed for %s", tmpl);
+  return strdup(d);
+}
+
+void tu_rmtree(const char *path) { cslim_remove_tree(path); }
+
+void tu_write_file(const char *path, const void *buf, size_t len) {
+  FILE *f = fopen(path, "wb");
+  if (!f) fail_msg("cannot create %s", path);
+  if (len && fwrite(buf, 1, len, f) != len) fail_msg("cannot write %s", path);
+  fclose(f);
+}
+
+unsigned char *tu_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) fail_msg("cannot open %s", path);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *b = malloc((size_t)n + 1);
+  if (fread(b, 1, (size_t)n, f) != (size_t)n) fail_msg("cannot read %s", path);
+  fclose(f);
+  b[n] = 0;
+  *len = (size_t)n;
+  return b;
+}
+
+unsigned char *tu_st_image(const char *header, const void *data, size_t data_len, size_t *out_len) {
+  size_t h = strlen(header);
+  unsigned char *b = malloc(8 + h + data_len + 1);
+  for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)h >> (8 * i));
+  memcpy(b + 8, header, h);
+  if (data_len) memcpy(b + 8 + h, data, data_len);
+  *out_len = 8 + h + data_len;
+  return b;
+}
+
+double tu_rel_err(const float *a, const float *b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - (double)b[i];
+    num += d * d;
+    den += (double)b[i] * (double)b[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+uint64_t tu_rand(uint64_t *s) {
+  uint64_t x = *s += 0x9e3779b97f4a7c15ull; /* splitmix64 */
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+float tu_randf(uint64_t *s) { return (float)((double)(tu_rand(s) >> 11) * 0x1p-53 * 2.0 - 1.0); }
+
+void tu_assert_errmsg(const char *needle, const char *file, int line) {
+  const char *m = cslim_errmsg();
+  if (!strstr(m, needle)) {
+    print_error("expected an error containing '%s', got '%s'\n", needle, m);
+    _fail(file, line);
+  }
+}
