@@ -5,6 +5,7 @@ pkgs=(
   build-essential cmake pkg-config
   libopenblas-dev   # GEMM
   libcjson-dev      # JSON (safetensors headers, configs, tokenizer.json)
+  libutf8proc-dev   # Unicode categories and NFC for the tokenizer
   libcmocka-dev     # unit tests
 )
 missing=()

@@ -22,9 +22,6 @@ static int pending(const char *name, const char *usage, const char *summary, int
 #define PENDING(fn, name, usage, summary)                                                  \
   int fn(int argc, char **argv) { return pending(name, usage, summary, argc, argv); }
 
-PENDING(cmd_tokenize, "tokenize",
-        "cslim tokenize --model_path DIR (--text S | --file F) [--chat] [--json]",
-        "Encode text with the model's tokenizer and print the ids.")
 PENDING(cmd_forward, "forward",
         "cslim forward --model_path DIR --inputs IN.safetensors --output OUT.safetensors [--hidden]",
         "Run the float32 forward pass and write logits.")

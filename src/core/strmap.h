@@ -1,14 +1,20 @@
-/* A string -> int64 hash map (open addressing). Keys are borrowed: they must
- * outlive the map. Used for tensor-name lookups over 100k-tensor checkpoints. */
+/* A string -> int64 hash map (open addressing, one array of entries so that a
+ * probe touches one cache line). Keys are borrowed: they must outlive the map.
+ * Used for tensor-name lookups and the tokenizer vocabulary (150k entries). */
 #ifndef CSLIM_CORE_STRMAP_H
 #define CSLIM_CORE_STRMAP_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+typedef struct cslim_strmap_entry {
+  uint64_t hash; /* compared before the key: strcmp only on a hash match */
+  const char *key;
+  int64_t val;
+} cslim_strmap_entry;
+
 typedef struct cslim_strmap {
-  const char **keys;
-  int64_t *vals;
+  cslim_strmap_entry *e;
   size_t cap; /* power of two */
   size_t count;
 } cslim_strmap;
