@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config
-  libopenblas-dev   # GEMM
+  libopenblas-openmp-dev  # GEMM (the OpenMP build shares our thread pool)
   libcjson-dev      # JSON (safetensors headers, configs, tokenizer.json)
   libutf8proc-dev   # Unicode categories and NFC for the tokenizer
   libcmocka-dev     # unit tests

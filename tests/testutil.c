@@ -96,3 +96,77 @@ void tu_assert_errmsg(const char *needle, const char *file, int line) {
     _fail(file, line);
   }
 }
+
+/* ---- rewriting checkpoints ------------------------------------------------ */
+
+#include <dirent.h>
+
+struct tu_writer {
+  cslim_st_writer *w;
+  int pass; /* 0 declare, 1 data */
+};
+
+void tu_emit(tu_writer *w, const char *name, cslim_dtype dt, int ndim, const int64_t *shape, const void *data) {
+  if (w->pass == 0) {
+    if (cslim_st_writer_declare(w->w, name, dt, ndim, shape)) fail_msg("declare %s: %s", name, cslim_errmsg());
+  } else {
+    if (cslim_st_writer_put(w->w, name, data)) fail_msg("put %s: %s", name, cslim_errmsg());
+  }
+}
+
+static char *replace_all(const char *s, const char *from, const char *to) {
+  size_t lf = strlen(from), lt = strlen(to), n = 0;
+  for (const char *p = strstr(s, from); p; p = strstr(p + lf, from)) n++;
+  if (!n) fail_msg("config edit: '%s' not found", from);
+  char *r = malloc(strlen(s) + n * (lt + 1) + 1), *o = r;
+  const char *p = s;
+  for (const char *q = strstr(p, from); q; q = strstr(p, from)) {
+    memcpy(o, p, (size_t)(q - p));
+    o += q - p;
+    memcpy(o, to, lt);
+    o += lt;
+    p = q + lf;
+  }
+  strcpy(o, p);
+  return r;
+}
+
+void tu_rewrite_model(const char *src, const char *dst, tu_transform fn, void *ctx, const char *const *edits) {
+  mkdir(dst, 0755);
+  DIR *d = opendir(src);
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    const char *n = de->d_name;
+    size_t l = strlen(n);
+    if (n[0] == '.' || (l > 12 && !strcmp(n + l - 12, ".safetensors")) || strstr(n, ".safetensors.index.json"))
+      continue;
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s/%s", src, n);
+    snprintf(b, sizeof b, "%s/%s", dst, n);
+    if (!strcmp(n, "config.json") && edits) {
+      size_t len;
+      char *txt = (char *)tu_read_file(a, &len);
+      for (int i = 0; edits[i]; i += 2) {
+        char *r = replace_all(txt, edits[i], edits[i + 1]);
+        free(txt);
+        txt = r;
+      }
+      tu_write_file(b, txt, strlen(txt));
+      free(txt);
+    } else if (cslim_copy_file(a, b)) {
+      fail_msg("copy %s: %s", a, cslim_errmsg());
+    }
+  }
+  closedir(d);
+  cslim_st *st;
+  if (cslim_st_open(src, &st)) fail_msg("%s", cslim_errmsg());
+  tu_writer w = {NULL, 0};
+  if (cslim_st_writer_create(dst, "model", 0, &w.w)) fail_msg("%s", cslim_errmsg());
+  for (w.pass = 0; w.pass < 2; w.pass++) {
+    for (size_t i = 0; i < cslim_st_count(st); i++) fn(&w, cslim_st_at(st, i), ctx);
+    if (w.pass == 0 && cslim_st_writer_begin(w.w)) fail_msg("%s", cslim_errmsg());
+  }
+  if (cslim_st_writer_finish(w.w)) fail_msg("%s", cslim_errmsg());
+  cslim_st_writer_free(w.w);
+  cslim_st_close(st);
+}

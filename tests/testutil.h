@@ -32,3 +32,18 @@ float tu_randf(uint64_t *state); /* uniform in [-1, 1) */
 void tu_assert_errmsg(const char *needle, const char *file, int line);
 
 #endif
+
+/* ---- rewriting checkpoints (for tests that need a variant of a fixture) ---- */
+#include "cslim/safetensors.h"
+
+typedef struct tu_writer tu_writer;
+/* Emit a tensor: called twice per tensor (declare pass, then data pass);
+ * data may be NULL in the declare pass. */
+void tu_emit(tu_writer *w, const char *name, cslim_dtype dt, int ndim, const int64_t *shape, const void *data);
+/* Called for every tensor of the source; emit what the copy should hold
+ * (tu_emit(w, t->name, t->dtype, t->ndim, t->shape, t->data) keeps it). */
+typedef void (*tu_transform)(tu_writer *w, const cslim_tensor *t, void *ctx);
+/* Copy model directory src to dst (created), rewriting the tensors with fn
+ * and config.json with the (from, to) string replacements (NULL-terminated
+ * list of pairs). Other files are copied. */
+void tu_rewrite_model(const char *src, const char *dst, tu_transform fn, void *ctx, const char *const *config_edits);

@@ -78,6 +78,8 @@ void cslim_st_prefetch(const cslim_st *st, const cslim_tensor *t);
  * page cache). Call after a tensor has been consumed so that streaming a
  * model layer by layer keeps RSS at about one layer. */
 void cslim_st_release(const cslim_st *st, const cslim_tensor *t);
+/* The same for bytes [offset, offset + len) of a tensor's data. */
+void cslim_st_release_range(const cslim_st *st, const cslim_tensor *t, uint64_t offset, uint64_t len);
 
 /* Element count helpers. */
 int64_t cslim_shape_numel(int ndim, const int64_t *shape);

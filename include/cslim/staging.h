@@ -24,6 +24,12 @@ const char *cslim_staging_target(const cslim_staging *s);
 cslim_status cslim_staging_commit(cslim_staging *s);
 /* Remove the staging directory and everything in it. Frees `s`. */
 void cslim_staging_abort(cslim_staging *s);
+/* For a single output file: a staging directory beside `target_file` (an
+ * existing regular file there is replaced on commit, never touched before). */
+cslim_status cslim_staging_open_file(const char *target_file, cslim_staging **out);
+/* Rename `name` (a file written in the staging directory) onto the target
+ * file and remove the staging directory. Frees `s`. */
+cslim_status cslim_staging_commit_file(cslim_staging *s, const char *name);
 /* Abort every staging directory still open (for atexit and fatal paths). */
 void cslim_staging_abort_all(void);
 

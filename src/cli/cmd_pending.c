@@ -22,14 +22,6 @@ static int pending(const char *name, const char *usage, const char *summary, int
 #define PENDING(fn, name, usage, summary)                                                  \
   int fn(int argc, char **argv) { return pending(name, usage, summary, argc, argv); }
 
-PENDING(cmd_forward, "forward",
-        "cslim forward --model_path DIR --inputs IN.safetensors --output OUT.safetensors [--hidden]",
-        "Run the float32 forward pass and write logits.")
-PENDING(cmd_eval, "eval", "cslim eval ppl --model_path DIR --text FILE [--seq 256] [--windows N]",
-        "Evaluate a model: perplexity over consecutive windows.")
-PENDING(cmd_generate, "generate",
-        "cslim generate --model_path DIR --prompt S [--chat] [--max_new_tokens N]",
-        "Greedy generation with a KV cache.")
 PENDING(cmd_quant, "quant",
         "cslim quant --model_path M --save_path OUT --quant_type Q [--calib_data F]",
         "Quantize a model.")

@@ -637,13 +637,14 @@ uint64_t cslim_st_bytes_read(const cslim_st *st) {
   return atomic_load(&((cslim_st *)st)->bytes_read);
 }
 
-/* Page-aligned span covering the tensor (widened outward: neighbours'
- * pages are re-faulted from the page cache if needed; the mapping is
- * read-only so nothing is lost). */
-static int tensor_span(const cslim_st *st, const cslim_tensor *t, void **p, size_t *len) {
+/* Page-aligned span covering bytes [off, off+n) of a tensor (widened outward:
+ * neighbours' pages are re-faulted from the page cache if needed; the mapping
+ * is read-only so nothing is lost). */
+static int byte_span(const cslim_st *st, const cslim_tensor *t, uint64_t off, uint64_t n, void **p, size_t *len) {
   const st_file *f = &st->files[t->file];
-  if (!f->mapped || t->nbytes == 0) return 0;
-  uintptr_t a = (uintptr_t)t->data, e = a + t->nbytes;
+  if (!f->mapped || n == 0 || off >= t->nbytes) return 0;
+  if (n > t->nbytes - off) n = t->nbytes - off;
+  uintptr_t a = (uintptr_t)t->data + off, e = a + n;
   uintptr_t ps = (uintptr_t)(g_page_size ? g_page_size : 4096);
   a &= ~(ps - 1);
   e = (e + ps - 1) & ~(ps - 1);
@@ -655,11 +656,15 @@ static int tensor_span(const cslim_st *st, const cslim_tensor *t, void **p, size
 void cslim_st_prefetch(const cslim_st *st, const cslim_tensor *t) {
   void *p;
   size_t len;
-  if (tensor_span(st, t, &p, &len)) madvise(p, len, MADV_WILLNEED);
+  if (byte_span(st, t, 0, t->nbytes, &p, &len)) madvise(p, len, MADV_WILLNEED);
 }
 
 void cslim_st_release(const cslim_st *st, const cslim_tensor *t) {
+  cslim_st_release_range(st, t, 0, t->nbytes);
+}
+
+void cslim_st_release_range(const cslim_st *st, const cslim_tensor *t, uint64_t offset, uint64_t len) {
   void *p;
-  size_t len;
-  if (tensor_span(st, t, &p, &len)) madvise(p, len, MADV_DONTNEED);
+  size_t n;
+  if (byte_span(st, t, offset, len, &p, &n)) madvise(p, n, MADV_DONTNEED);
 }

@@ -128,6 +128,39 @@ cslim_status cslim_staging_open(const char *target, int overwrite, cslim_staging
   return CSLIM_OK;
 }
 
+cslim_status cslim_staging_open_file(const char *target_file, cslim_staging **out) {
+  *out = NULL;
+  struct stat sb;
+  if (stat(target_file, &sb) == 0 && !S_ISREG(sb.st_mode))
+    return cslim_error(CSLIM_ERR_INVALID, "%s: exists and is not a regular file", target_file);
+  /* stage as if producing a directory named like the file: the staging
+   * directory lands beside it; the file itself is moved on commit */
+  char probe[PATH_MAX];
+  snprintf(probe, sizeof probe, "%s.cslim-out", target_file);
+  cslim_status rc = cslim_staging_open(probe, 0, out);
+  if (rc) return rc;
+  free((*out)->target);
+  (*out)->target = strdup(target_file);
+  return (*out)->target ? CSLIM_OK : cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+}
+
+cslim_status cslim_staging_commit_file(cslim_staging *s, const char *name) {
+  unlink_open(s);
+  char src[PATH_MAX];
+  snprintf(src, sizeof src, "%s/%s", s->tmp, name);
+  int fd = open(src, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+  cslim_status rc = CSLIM_OK;
+  if (rename(src, s->target) != 0)
+    rc = cslim_error(CSLIM_ERR_IO, "%s: cannot move the output into place: %s", s->target, strerror(errno));
+  cslim_remove_tree(s->tmp);
+  staging_free(s);
+  return rc;
+}
+
 const char *cslim_staging_path(const cslim_staging *s) { return s->tmp; }
 const char *cslim_staging_target(const cslim_staging *s) { return s->target; }
 

@@ -1,0 +1,52 @@
+/* Internals shared by src/model (not part of the public API). */
+#ifndef CSLIM_MODEL_INTERNAL_H
+#define CSLIM_MODEL_INTERNAL_H
+
+#include "cslim/model.h"
+
+struct cslim_model {
+  char *path;
+  cslim_config cfg;
+  cslim_st *st;
+  const cslim_tensor *embed, *lm_head, *final_norm_t;
+  float *final_norm; /* [hidden] */
+  int fused_experts;     /* mlp.experts.gate_up_proj / down_proj */
+  int fused_transposed;  /* [E, 2I, H] / [E, H, I] (transformers 5) rather than [E, H, 2I] / [E, I, H] */
+  float *inv_freq;       /* [head_dim / 2] */
+  /* layer cache (generation) */
+  uint64_t cache_budget, cache_used;
+  cslim_layer **cache;   /* [num_layers] */
+};
+
+struct cslim_kv_cache {
+  int max_tokens, len;
+  int layers, width; /* width = num_kv_heads * head_dim */
+  float *k, *v;      /* [layers][max_tokens][width] */
+};
+
+/* src/model/ops.c */
+void cslim_rmsnorm_rows(const float *x, int rows, int n, const float *w, float eps, float *y);
+void cslim_silu_mul(float *g, const float *u, size_t n); /* g = silu(g) * u */
+void cslim_add_inplace(float *a, const float *b, size_t n);
+cslim_status cslim_load_vector(cslim_model *m, const char *name, int n, float **out);
+
+/* src/model/rope.c */
+/* cos/sin for every row and frequency: [rows][head_dim/2] each. */
+cslim_status cslim_rope_tables(const cslim_model *m, const int32_t *pos, int total, int rows0, int rows,
+                               float *cos_t, float *sin_t);
+/* Rotate rows of x ([rows][n_heads * head_dim]) in place. */
+void cslim_rope_apply(float *x, int rows, int n_heads, int head_dim, const float *cos_t,
+                      const float *sin_t);
+
+/* src/model/attention.c */
+/* Causal attention of nq query rows (absolute positions past..past+nq-1 of
+ * one sequence) over nk = past + nq key rows. q: [nq][Hq*D], k/v: [nk][Hkv*D],
+ * out: [nq][Hq*D]. */
+cslim_status cslim_attention(const float *q, const float *k, const float *v, int nq, int nk, int past,
+                             int n_heads, int n_kv_heads, int head_dim, float *out);
+
+/* src/model/moe.c */
+cslim_status cslim_moe_forward(cslim_model *m, cslim_layer *l, const float *x, int rows, float *out,
+                               const cslim_hooks *hooks);
+
+#endif

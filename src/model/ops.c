@@ -1,0 +1,44 @@
+/* Elementwise building blocks of the decoder, threaded over rows. */
+#include "model/model_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* RMSNorm as transformers computes it: x * rsqrt(mean(x^2) + eps), then the
+ * weight (no 1+w offset). The mean is accumulated in double. */
+void cslim_rmsnorm_rows(const float *x, int rows, int n, const float *w, float eps, float *y) {
+#pragma omp parallel for schedule(static) if (rows > 16)
+  for (int r = 0; r < rows; r++) {
+    const float *xr = x + (size_t)r * (size_t)n;
+    float *yr = y + (size_t)r * (size_t)n;
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)xr[i] * (double)xr[i];
+    float var = (float)(ss / n);
+    float inv = 1.0f / sqrtf(var + eps);
+    for (int i = 0; i < n; i++) yr[i] = w[i] * (xr[i] * inv);
+  }
+}
+
+void cslim_silu_mul(float *g, const float *u, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; i++) {
+    float z = g[i];
+    g[i] = (z / (1.0f + expf(-z))) * u[i];
+  }
+}
+
+void cslim_add_inplace(float *a, const float *b, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; i++) a[i] += b[i];
+}
+
+cslim_status cslim_load_vector(cslim_model *m, const char *name, int n, float **out) {
+  const cslim_tensor *t = cslim_st_find(m->st, name);
+  if (!t || t->numel != n)
+    return cslim_error(CSLIM_ERR_FORMAT, "%s: tensor '%s' missing or not of length %d", m->path, name, n);
+  float *v = malloc((size_t)n * sizeof(float));
+  if (!v) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  cslim_st_read_f32(m->st, t, v);
+  *out = v;
+  return CSLIM_OK;
+}
