@@ -46,9 +46,12 @@ struct cslim_linear {
   cslim_weight_layout layout;
   int expert, row0;
   /* Replacement compute (e.g. the integer-exact kernel of a quantized
-   * checkpoint) with its data; NULL = float GEMM on w. */
+   * checkpoint) with its data; NULL = float GEMM on w. impl_free, when set,
+   * releases impl with the linear. */
   cslim_linear_fn forward;
   void *impl;
+  void (*impl_free)(void *impl);
+  int slot; /* position in its layer: q 0, k 1, v 2, o 3, gate 4, up 5, down 6, router 7, experts 8 + 3e + j */
 };
 
 /* y[rows, out] = x[rows, in] · Wᵀ (+ b). */
@@ -160,7 +163,12 @@ cslim_status cslim_model_forward(cslim_model *m, cslim_acts *a, float **hidden_o
 
 /* ---- the model ------------------------------------------------------------------------------ */
 
+/* Open a float checkpoint, or a quantized one (a directory with
+ * quant_model_description.json), whose quantized Linears then run the
+ * serving engine's integer kernels (cslim/quant.h). */
 cslim_status cslim_model_open(const char *dir, cslim_model **out);
+/* 1 when the model is a quantized checkpoint. */
+int cslim_model_is_quantized(const cslim_model *m);
 void cslim_model_close(cslim_model *m);
 const cslim_config *cslim_model_config(const cslim_model *m);
 cslim_st *cslim_model_checkpoint(cslim_model *m);

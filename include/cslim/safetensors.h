@@ -127,6 +127,10 @@ cslim_status cslim_st_writer_declare(cslim_st_writer *w, const char *name, cslim
                                      int ndim, const int64_t *shape);
 cslim_status cslim_st_writer_begin(cslim_st_writer *w);
 cslim_status cslim_st_writer_put(cslim_st_writer *w, const char *name, const void *data);
+/* Write bytes [offset, offset + len) of a tensor (large tensors in pieces);
+ * the tensor is complete when all its bytes have been written once. */
+cslim_status cslim_st_writer_put_range(cslim_st_writer *w, const char *name, uint64_t offset, const void *data,
+                                       uint64_t len);
 /* Convert float32 data to the declared dtype and write it. */
 cslim_status cslim_st_writer_put_f32(cslim_st_writer *w, const char *name, const float *data);
 cslim_status cslim_st_writer_finish(cslim_st_writer *w);

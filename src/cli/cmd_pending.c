@@ -22,9 +22,6 @@ static int pending(const char *name, const char *usage, const char *summary, int
 #define PENDING(fn, name, usage, summary)                                                  \
   int fn(int argc, char **argv) { return pending(name, usage, summary, argc, argv); }
 
-PENDING(cmd_quant, "quant",
-        "cslim quant --model_path M --save_path OUT --quant_type Q [--calib_data F]",
-        "Quantize a model.")
 PENDING(cmd_convert, "convert", "cslim convert --model_path Q --save_path OUT --target T",
         "Re-target a quantized checkpoint to an inference engine.")
 PENDING(cmd_check, "check", "cslim check --model_path Q [--target T] [--source FLOAT_DIR]",

@@ -20,4 +20,12 @@ int cslim_json_as_u53(const cJSON *item, int64_t *out);
 /* A JSON number that is an integer in [lo, hi]. */
 int cslim_json_as_int(const cJSON *item, int64_t lo, int64_t hi, int64_t *out);
 
+/* Serialise like Python's json.dump(obj, indent=N): ": " after keys, one
+ * item per line, {} / [] when empty, ASCII-only strings (\uXXXX escapes).
+ * Integer-valued numbers print as integers. Returns a malloc'd string with a
+ * trailing newline, or NULL when out of memory. */
+char *cslim_json_dump(const cJSON *item, int indent);
+/* Write `text` to `path` (created with mode 0644). */
+cslim_status cslim_write_text(const char *path, const char *text);
+
 #endif

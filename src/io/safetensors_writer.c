@@ -21,7 +21,8 @@ typedef struct wtensor {
   uint64_t nbytes;
   int shard;
   uint64_t offset; /* absolute, in the shard file */
-  atomic_int written;
+  atomic_int written;      /* claimed by a whole-tensor put */
+  _Atomic uint64_t filled; /* bytes written (whole or in ranges) */
 } wtensor;
 
 typedef struct wshard {
@@ -385,7 +386,28 @@ cslim_status cslim_st_writer_put(cslim_st_writer *w, const char *name, const voi
   if (!t) return rc;
   wshard *sh = &w->shards[t->shard];
   rc = write_all(sh->fd, data, (size_t)t->nbytes, t->offset, sh->fname);
-  if (!rc) atomic_fetch_add(&w->bytes_written, t->nbytes);
+  if (!rc) {
+    atomic_fetch_add(&w->bytes_written, t->nbytes);
+    atomic_store(&t->filled, t->nbytes);
+  }
+  return rc;
+}
+
+cslim_status cslim_st_writer_put_range(cslim_st_writer *w, const char *name, uint64_t offset, const void *data,
+                                       uint64_t len) {
+  if (!w->begun || w->finished)
+    return cslim_error(CSLIM_ERR_INVALID, "safetensors writer: put('%s') outside begin..finish", name);
+  int64_t i = cslim_strmap_get(&w->by_name, name);
+  if (i < 0) return cslim_error(CSLIM_ERR_INVALID, "safetensors writer: tensor '%s' was not declared", name);
+  wtensor *t = &w->t[i];
+  if (atomic_load(&t->written) || offset > t->nbytes || len > t->nbytes - offset)
+    return cslim_error(CSLIM_ERR_INVALID, "safetensors writer: range [%llu, +%llu) of '%s' is outside it or "
+                       "already written", (unsigned long long)offset, (unsigned long long)len, name);
+  if (atomic_fetch_add(&t->filled, len) + len > t->nbytes)
+    return cslim_error(CSLIM_ERR_INVALID, "safetensors writer: tensor '%s' written twice", name);
+  wshard *sh = &w->shards[t->shard];
+  cslim_status rc = write_all(sh->fd, data, (size_t)len, t->offset + offset, sh->fname);
+  if (!rc) atomic_fetch_add(&w->bytes_written, len);
   return rc;
 }
 
@@ -405,7 +427,10 @@ cslim_status cslim_st_writer_put_f32(cslim_st_writer *w, const char *name, const
     rc = write_all(sh->fd, buf, len * es, t->offset + i * es, sh->fname);
   }
   free(buf);
-  if (!rc) atomic_fetch_add(&w->bytes_written, t->nbytes);
+  if (!rc) {
+    atomic_fetch_add(&w->bytes_written, t->nbytes);
+    atomic_store(&t->filled, t->nbytes);
+  }
   return rc;
 }
 
@@ -466,7 +491,7 @@ cslim_status cslim_st_writer_finish(cslim_st_writer *w) {
   size_t missing = 0;
   const char *first_missing = NULL;
   for (size_t i = 0; i < w->n; i++) {
-    if (!atomic_load(&w->t[i].written)) {
+    if (atomic_load(&w->t[i].filled) != w->t[i].nbytes) {
       if (!missing) first_missing = w->t[i].name;
       missing++;
     }

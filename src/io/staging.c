@@ -232,7 +232,7 @@ cslim_status cslim_copy_file(const char *src, const char *dst) {
   if (in < 0) return cslim_error(CSLIM_ERR_IO, "%s: cannot open: %s", src, strerror(errno));
   struct stat sb;
   fstat(in, &sb);
-  int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, sb.st_mode & 0777);
+  int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (sb.st_mode & 0777) | 0600);
   if (out < 0) {
     int e = errno;
     close(in);

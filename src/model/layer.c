@@ -7,16 +7,19 @@
  * Attention runs per group of whole sequences; the MLP in row chunks (the
  * MoE block sees all rows at once so that each expert is converted once). */
 #include "model/model_internal.h"
+#include "quant/qcheckpoint.h"
 
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Rows per attention group / dense-MLP chunk: bounds the intermediate
- * buffers (a chunk of 2048 rows of Qwen3-32B's 25600-wide MLP is 400 MB). */
-#define MAX_ROWS_ATTN 4096
-#define MLP_BUDGET_FLOATS (1u << 26)
+/* Rows per attention group, and floats per dense-MLP chunk: bound the
+ * intermediate buffers (64 MB of MLP activations per chunk: 2048 rows of a
+ * 3072-wide MLP, 320 rows of Qwen3-32B's 25600-wide one) while keeping the
+ * GEMMs large enough to run at the BLAS peak. */
+#define MAX_ROWS_ATTN 2048
+#define MLP_BUDGET_FLOATS (1u << 24)
 
 /* ---- linears ------------------------------------------------------------------------ */
 
@@ -51,8 +54,25 @@ static void src_range(const cslim_linear *l, uint64_t *off, uint64_t *len) {
   }
 }
 
+/* A Linear of a quantized checkpoint: the engine's integer kernel. */
+static cslim_status materialize_quantized(cslim_model *m, cslim_linear *l, cslim_qtype qt) {
+  cslim_qlinear *q;
+  cslim_status rc = cslim_qlinear_from_checkpoint(m->st, l->name, qt, l->out, l->in, m->cfg.dtype, &q);
+  if (rc) return cslim_error_context("%s", m->path);
+  q->transient = l->expert >= 0; /* experts: no float copy of the codes kept between calls */
+  l->forward = cslim_qlinear_forward;
+  l->impl = q;
+  l->impl_free = (void (*)(void *))cslim_qlinear_free;
+  uint64_t off, len;
+  src_range(l, &off, &len);
+  cslim_st_release_range(m->st, l->src, off, len);
+  return CSLIM_OK;
+}
+
 cslim_status cslim_linear_materialize(cslim_model *m, cslim_linear *l) {
   if (l->w || l->forward) return CSLIM_OK;
+  cslim_qtype qt = cslim_model_linear_type(m, l->name);
+  if (qt != CSLIM_QT_FLOAT) return materialize_quantized(m, l, qt);
   const cslim_tensor *t = l->src;
   size_t n = (size_t)l->out * (size_t)l->in;
   float *w = malloc(n * sizeof(float));
@@ -90,6 +110,12 @@ cslim_status cslim_linear_materialize(cslim_model *m, cslim_linear *l) {
 void cslim_linear_release(cslim_model *m, cslim_linear *l) {
   free(l->w);
   l->w = NULL;
+  if (l->impl_free && l->impl) { /* model-owned kernel (quantized checkpoint) */
+    l->impl_free(l->impl);
+    l->impl = NULL;
+    l->impl_free = NULL;
+    l->forward = NULL;
+  }
   if (l->src) {
     uint64_t off, len;
     src_range(l, &off, &len);
@@ -100,7 +126,7 @@ void cslim_linear_release(cslim_model *m, cslim_linear *l) {
 /* ---- loading -------------------------------------------------------------------------- */
 
 static cslim_status setup_linear(cslim_model *m, cslim_linear *l, int layer, const char *what, int out, int in,
-                                 int load_bias) {
+                                 int load_bias, int slot) {
   char rest[160], name[192];
   snprintf(rest, sizeof rest, "layers.%d.%s", layer, what);
   cslim_model_tensor_name(m, rest, l->name, sizeof l->name);
@@ -111,6 +137,7 @@ static cslim_status setup_linear(cslim_model *m, cslim_linear *l, int layer, con
   l->out = out;
   l->layout = CSLIM_W_PLAIN;
   l->expert = -1;
+  l->slot = slot;
   if (load_bias) {
     snprintf(name, sizeof name, "%s.bias", l->name);
     cslim_status rc = cslim_load_vector(m, name, out, &l->b);
@@ -145,6 +172,7 @@ static cslim_status setup_experts(cslim_model *m, cslim_layer *l) {
       x->in = k == 2 ? NI : H;
       x->out = k == 2 ? H : NI;
       x->expert = e;
+      x->slot = 8 + 3 * e + k;
       if (!m->fused_experts) {
         char name[192];
         snprintf(name, sizeof name, "%s.weight", x->name);
@@ -187,17 +215,17 @@ cslim_status cslim_layer_load(cslim_model *m, int index, cslim_layer **out) {
   VEC(k_norm, "self_attn.k_norm.weight", D)
 #undef VEC
   int ab = t->attention_bias;
-  if (!rc) rc = setup_linear(m, &l->q, index, "self_attn.q_proj", Q, H, ab);
-  if (!rc) rc = setup_linear(m, &l->k, index, "self_attn.k_proj", KV, H, ab);
-  if (!rc) rc = setup_linear(m, &l->v, index, "self_attn.v_proj", KV, H, ab);
-  if (!rc) rc = setup_linear(m, &l->o, index, "self_attn.o_proj", H, Q, ab);
+  if (!rc) rc = setup_linear(m, &l->q, index, "self_attn.q_proj", Q, H, ab, 0);
+  if (!rc) rc = setup_linear(m, &l->k, index, "self_attn.k_proj", KV, H, ab, 1);
+  if (!rc) rc = setup_linear(m, &l->v, index, "self_attn.v_proj", KV, H, ab, 2);
+  if (!rc) rc = setup_linear(m, &l->o, index, "self_attn.o_proj", H, Q, ab, 3);
   if (!rc && !l->is_moe) {
     int NI = t->intermediate_size;
-    rc = setup_linear(m, &l->gate, index, "mlp.gate_proj", NI, H, 0);
-    if (!rc) rc = setup_linear(m, &l->up, index, "mlp.up_proj", NI, H, 0);
-    if (!rc) rc = setup_linear(m, &l->down, index, "mlp.down_proj", H, NI, 0);
+    rc = setup_linear(m, &l->gate, index, "mlp.gate_proj", NI, H, 0, 4);
+    if (!rc) rc = setup_linear(m, &l->up, index, "mlp.up_proj", NI, H, 0, 5);
+    if (!rc) rc = setup_linear(m, &l->down, index, "mlp.down_proj", H, NI, 0, 6);
   } else if (!rc) {
-    rc = setup_linear(m, &l->router, index, "mlp.gate", t->num_experts, H, 0);
+    rc = setup_linear(m, &l->router, index, "mlp.gate", t->num_experts, H, 0, 7);
     if (!rc) rc = setup_experts(m, l);
   }
   if (rc) {
@@ -209,7 +237,7 @@ cslim_status cslim_layer_load(cslim_model *m, int index, cslim_layer **out) {
 }
 
 static void free_linear(cslim_model *m, cslim_linear *l) {
-  if (l->w || l->src) cslim_linear_release(m, l);
+  if (l->w || l->src || l->impl) cslim_linear_release(m, l);
   free(l->b);
   l->b = NULL;
 }

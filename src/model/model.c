@@ -4,6 +4,7 @@
 #include "model/model_internal.h"
 
 #include "cslim/inspect.h"
+#include "quant/qcheckpoint.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -18,6 +19,17 @@ void cslim_model_tensor_name(const cslim_model *m, const char *rest, char *buf, 
 const cslim_config *cslim_model_config(const cslim_model *m) { return &m->cfg; }
 cslim_st *cslim_model_checkpoint(cslim_model *m) { return m->st; }
 const char *cslim_model_path(const cslim_model *m) { return m->path; }
+int cslim_model_is_quantized(const cslim_model *m) { return m->qdesc != NULL; }
+
+cslim_qtype cslim_model_linear_type(const cslim_model *m, const char *lin) {
+  cslim_qtype t = CSLIM_QT_FLOAT;
+  if (m->qdesc) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.weight", lin);
+    if (cslim_qdesc_label(m->qdesc, name, &t) != 0) t = CSLIM_QT_FLOAT;
+  }
+  return t;
+}
 
 /* ---- validation ---------------------------------------------------------------- */
 
@@ -53,6 +65,39 @@ static cslim_status need(cslim_model *m, const char *name, int nd, int64_t a, in
     cslim_status rc_ = (x);                                                                  \
     if (rc_) return rc_;                                                                     \
   } while (0)
+
+/* A Linear `lin` of [out, in]: a float weight, or — in a quantized checkpoint —
+ * every tensor its label's scheme writes, with the scheme's dtype and shape. */
+static cslim_status need_linear(cslim_model *m, const char *lin, int64_t out, int64_t in) {
+  char name[256];
+  snprintf(name, sizeof name, "%s.weight", lin);
+  cslim_qtype t = CSLIM_QT_FLOAT;
+  if (m->qdesc && cslim_qdesc_label(m->qdesc, name, &t) != 0)
+    return cslim_error(CSLIM_ERR_FORMAT, "%s: tensor '%s' has no entry in %s", m->path, name,
+                       cslim_qdesc_path(m->qdesc));
+  if (t == CSLIM_QT_FLOAT) return need(m, name, 2, out, in, 0, NULL);
+  const cslim_scheme *sc = cslim_scheme_get(t);
+  int row_chunks = cslim_linear_is_row_parallel(lin) ? 16 : 1;
+  for (int i = 0; i < sc->n_tensors; i++) {
+    const cslim_scheme_tensor *st = &sc->tensors[i];
+    snprintf(name, sizeof name, "%s.%s", lin, st->suffix);
+    const cslim_tensor *x = cslim_st_find(m->st, name);
+    if (!x && st->per_group_only) continue;
+    if (!x) return cslim_error(CSLIM_ERR_FORMAT, "%s: %s linear '%s' lacks '%s'", m->path, sc->label, lin, name);
+    int64_t shape[2];
+    int nd = cslim_scheme_tensor_shape(st, out, in, 1, row_chunks, shape);
+    if (st->shape == CSLIM_SHAPE_NG) continue; /* group count depends on the group size */
+    int ok = x->ndim == nd;
+    for (int d = 0; ok && d < nd; d++) ok = x->shape[d] == shape[d];
+    if (!ok) {
+      char got[96], want[96];
+      return cslim_error(CSLIM_ERR_FORMAT, "%s: '%s' has shape %s; %s expects %s", m->path, name,
+                         cslim_shape_str(x->ndim, x->shape, got, sizeof got), sc->label,
+                         cslim_shape_str(nd, shape, want, sizeof want));
+    }
+  }
+  return CSLIM_OK;
+}
 
 /* Fused experts: [E, H, 2I] + [E, I, H] (Hub Qwen3-VL-MoE, applied as x·W) or
  * [E, 2I, H] + [E, H, I] (transformers 5). The two tensors' shapes decide;
@@ -113,12 +158,18 @@ static cslim_status validate(cslim_model *m) {
     cslim_model_tensor_name(m, rest, name, sizeof name);                                      \
     TRY(need(m, name, nd, a, b, c, NULL));                                                    \
   } while (0)
+#define LIN(fmt, a, b)                                                                        \
+  do {                                                                                        \
+    snprintf(rest, sizeof rest, fmt, l);                                                      \
+    cslim_model_tensor_name(m, rest, name, sizeof name);                                      \
+    TRY(need_linear(m, name, a, b));                                                          \
+  } while (0)
     NEED("layers.%d.input_layernorm.weight", 1, H, 0, 0);
     NEED("layers.%d.post_attention_layernorm.weight", 1, H, 0, 0);
-    NEED("layers.%d.self_attn.q_proj.weight", 2, Q, H, 0);
-    NEED("layers.%d.self_attn.k_proj.weight", 2, KV, H, 0);
-    NEED("layers.%d.self_attn.v_proj.weight", 2, KV, H, 0);
-    NEED("layers.%d.self_attn.o_proj.weight", 2, H, Q, 0);
+    LIN("layers.%d.self_attn.q_proj", Q, H);
+    LIN("layers.%d.self_attn.k_proj", KV, H);
+    LIN("layers.%d.self_attn.v_proj", KV, H);
+    LIN("layers.%d.self_attn.o_proj", H, Q);
     NEED("layers.%d.self_attn.q_norm.weight", 1, D, 0, 0);
     NEED("layers.%d.self_attn.k_norm.weight", 1, D, 0, 0);
     if (t->attention_bias) {
@@ -129,13 +180,13 @@ static cslim_status validate(cslim_model *m) {
     }
     if (!cslim_layer_is_moe(t, l)) {
       int64_t NI = t->intermediate_size;
-      NEED("layers.%d.mlp.gate_proj.weight", 2, NI, H, 0);
-      NEED("layers.%d.mlp.up_proj.weight", 2, NI, H, 0);
-      NEED("layers.%d.mlp.down_proj.weight", 2, H, NI, 0);
+      LIN("layers.%d.mlp.gate_proj", NI, H);
+      LIN("layers.%d.mlp.up_proj", NI, H);
+      LIN("layers.%d.mlp.down_proj", H, NI);
       continue;
     }
     int64_t E = t->num_experts, NI = t->moe_intermediate_size;
-    NEED("layers.%d.mlp.gate.weight", 2, E, H, 0);
+    LIN("layers.%d.mlp.gate", E, H);
     snprintf(rest, sizeof rest, "layers.%d.mlp.experts.0.gate_proj.weight", l);
     cslim_model_tensor_name(m, rest, name, sizeof name);
     int fused = cslim_st_find(m->st, name) == NULL;
@@ -149,14 +200,15 @@ static cslim_status validate(cslim_model *m) {
     }
     for (int e = 0; e < E; e++) {
       char r2[160];
-      snprintf(r2, sizeof r2, "layers.%%d.mlp.experts.%d.gate_proj.weight", e);
-      NEED(r2, 2, NI, H, 0);
-      snprintf(r2, sizeof r2, "layers.%%d.mlp.experts.%d.up_proj.weight", e);
-      NEED(r2, 2, NI, H, 0);
-      snprintf(r2, sizeof r2, "layers.%%d.mlp.experts.%d.down_proj.weight", e);
-      NEED(r2, 2, H, NI, 0);
+      snprintf(r2, sizeof r2, "layers.%%d.mlp.experts.%d.gate_proj", e);
+      LIN(r2, NI, H);
+      snprintf(r2, sizeof r2, "layers.%%d.mlp.experts.%d.up_proj", e);
+      LIN(r2, NI, H);
+      snprintf(r2, sizeof r2, "layers.%%d.mlp.experts.%d.down_proj", e);
+      LIN(r2, H, NI);
     }
 #undef NEED
+#undef LIN
   }
   if (m->fused_experts < 0) m->fused_experts = 0;
   return CSLIM_OK;
@@ -170,6 +222,7 @@ cslim_status cslim_model_open(const char *dir, cslim_model **out) {
   if (!m) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   m->path = strdup(dir);
   cslim_status rc = cslim_config_load(dir, &m->cfg);
+  if (!rc) rc = cslim_qdesc_load(dir, &m->qdesc);
   if (!rc) rc = cslim_st_open(dir, &m->st);
   if (!rc) rc = validate(m);
   const cslim_text_config *t = &m->cfg.text;
@@ -217,6 +270,7 @@ void cslim_model_close(cslim_model *m) {
   }
   free(m->final_norm);
   free(m->inv_freq);
+  cslim_qdesc_free(m->qdesc);
   cslim_st_close(m->st);
   free(m->path);
   free(m);
@@ -298,6 +352,9 @@ cslim_status cslim_acts_embed(cslim_model *m, const int32_t *ids, const int *len
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < total; i++)
     cslim_convert_to_f32(e->dtype, (const char *)e->data + (size_t)ids[i] * H * es, a->h + (size_t)i * H, H);
+  /* scattered rows fault in their neighbourhood (fault-around, readahead): drop
+   * the table's pages again, or a 150k-row embedding stays resident */
+  cslim_st_release(m->st, e);
   *out = a;
   return CSLIM_OK;
 }

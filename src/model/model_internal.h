@@ -3,9 +3,13 @@
 #define CSLIM_MODEL_INTERNAL_H
 
 #include "cslim/model.h"
+#include "cslim/quant.h"
+
+struct cslim_qdesc;
 
 struct cslim_model {
   char *path;
+  struct cslim_qdesc *qdesc; /* quantized checkpoint: its description; NULL for a float model */
   cslim_config cfg;
   cslim_st *st;
   const cslim_tensor *embed, *lm_head, *final_norm_t;
@@ -23,6 +27,9 @@ struct cslim_kv_cache {
   int layers, width; /* width = num_kv_heads * head_dim */
   float *k, *v;      /* [layers][max_tokens][width] */
 };
+
+/* Label of Linear `lin` ("<module>") in a quantized checkpoint (FLOAT for a float model). */
+cslim_qtype cslim_model_linear_type(const cslim_model *m, const char *lin);
 
 /* src/model/ops.c */
 void cslim_rmsnorm_rows(const float *x, int rows, int n, const float *w, float eps, float *y);

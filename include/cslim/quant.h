@@ -1,0 +1,170 @@
+/* Post-training quantization: layer-wise calibration, the weight and
+ * activation quantizers, the Ascend checkpoint format, and the
+ * integer-exact evaluation of what was written. Spec §2–§3, §5. */
+#ifndef CSLIM_QUANT_H
+#define CSLIM_QUANT_H
+
+#include "cslim/model.h"
+#include "cslim/scheme.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- observers and quantizers (exposed for tests and tools) ------------------ */
+
+/* Asymmetric parameters of [mn, mx] (extended to include 0), b bits:
+ * s = max(mx/(2^b-1) - mn/(2^b-1), eps), o = round(-mn/s) - 2^(b-1). */
+void cslim_qparams_asym(float mn, float mx, int bits, float *scale, float *offset);
+/* Symmetric: s = max(max(-mn, mx) / (2^(b-1) - 1), eps). */
+float cslim_qparams_sym(float mn, float mx, int bits);
+
+typedef struct cslim_observer {
+  float mn, mx;
+  double sum, sumsq;
+  int64_t count;
+  int64_t rows;
+  /* histogram over [h_min, h_max] (exact: built on a second pass once the
+   * range is known) */
+  double *hist;
+  int bins;
+  float h_min, h_max;
+} cslim_observer;
+
+void cslim_observer_init(cslim_observer *o);
+void cslim_observer_free(cslim_observer *o);
+/* min, max, sum and sum of squares of n values (threaded). */
+void cslim_observer_update(cslim_observer *o, const float *x, size_t n);
+/* max(|min|, |max|) / std: act_method 3 picks the histogram when <= 50. */
+double cslim_observer_range_param(const cslim_observer *o);
+/* Start a histogram of `bins` bins over the observed [mn, mx]. */
+cslim_status cslim_observer_hist_begin(cslim_observer *o, int bins);
+void cslim_observer_hist_update(cslim_observer *o, const float *x, size_t n);
+/* PyTorch HistogramObserver's L2 search (_non_linear_param_search): the
+ * clipping range for dst_bins quantization levels. */
+void cslim_observer_hist_range(const cslim_observer *o, int dst_bins, float *clip_min, float *clip_max);
+
+typedef enum cslim_wmethod { CSLIM_WM_MINMAX = 0, CSLIM_WM_SSZ } cslim_wmethod;
+
+/* Quantized weights of one Linear [n, k]. */
+typedef struct cslim_wq {
+  int n, k, bits;
+  int8_t *q;       /* [n, k] codes (int4 codes held in int8) */
+  float *scale;    /* [n] per output channel */
+  int group_size;  /* > 0: two-stage per group (v0 W4A8 per-group) */
+  float *scale2;   /* [n, k / group_size] second-stage scales */
+  double err_sq;   /* sum (W - Ŵ)^2 */
+  double w_sq;     /* sum W^2 */
+} cslim_wq;
+
+/* All quantizers refuse a weight with a non-finite value (CSLIM_ERR_NUMERIC,
+ * naming the row). */
+/* Per-channel symmetric min-max (spec §3.3). */
+cslim_status cslim_wq_minmax(const float *w, int n, int k, int bits, cslim_wq *out);
+/* SSZ: iterative least-squares scale per channel (spec §3.7). */
+cslim_status cslim_wq_ssz(const float *w, int n, int k, int bits, int max_iter, cslim_wq *out);
+/* Two-stage per-group int4: per-channel int8, then int4 per group of the int8
+ * codes (spec §3.8, v0). */
+cslim_status cslim_wq_group(const float *w, int n, int k, int group_size, cslim_wq *out);
+/* w[n, k] = q * scale (* scale2 for per-group). */
+void cslim_wq_dequant(const cslim_wq *q, float *w);
+void cslim_wq_free(cslim_wq *q);
+
+/* ---- the integer-exact runtime kernels ------------------------------------------------- */
+
+/* A quantized Linear as the serving engine computes it (engines.md §2):
+ * W8A8/W8A8S: x_q = clamp(round(x * rd(1/rd(s)) + o)); y = (x_q·Wqᵀ + quant_bias) · deq_scale
+ * W8A8_DYNAMIC / W8A8_MIX (prefill) / W4A8_DYNAMIC: per-token s_t = max|x|/127;
+ *   y = (x_q·Wqᵀ) · s_t · weight_scale (+ bias)
+ * W8A16: y = x · (Wq · rd(s))ᵀ (+ bias)
+ * int32 accumulation is exact (float GEMMs over k-blocks whose partial sums
+ * stay below 2^24); outputs are rounded to the serving dtype, as the NPU
+ * kernels return it. */
+typedef struct cslim_qlinear {
+  cslim_qtype type;
+  int n, k;
+  int8_t *wq;        /* [n, k] codes */
+  float *wscale;     /* [n] as the engine holds it */
+  float in_recip;    /* static: rd(1 / rd(input_scale)) */
+  float in_offset;   /* static: integer-valued */
+  float *deq;        /* static: [n] */
+  int32_t *qbias;    /* static: [n] */
+  float *bias;       /* [n] float bias, or NULL */
+  cslim_dtype serve; /* serving dtype: BF16 / F16 / F32 */
+  float *wf;         /* codes (or dequantized weights for W8A16) as float, cached */
+  int transient;     /* free wf after every call (experts) */
+} cslim_qlinear;
+
+cslim_status cslim_qlinear_forward(const cslim_linear *l, const float *x, int rows, float *y);
+void cslim_qlinear_free(cslim_qlinear *q);
+
+/* ---- the quantization run ----------------------------------------------------------------- */
+
+typedef struct cslim_mix_rule {
+  const char *pattern; /* glob over module names: "*.mlp.*", "model.layers.{0,1}.mlp.down_proj" */
+  cslim_qtype type;
+} cslim_mix_rule;
+
+typedef struct cslim_quant_params {
+  const char *model_path, *save_path;
+  cslim_qtype quant_type;   /* scheme of every quantized Linear unless mix rules say otherwise */
+  int act_method;           /* 1 min-max, 2 histogram, 3 per Linear (histogram if range <= 50) */
+  cslim_wmethod w_method;   /* default: SSZ for 4-bit weights, min-max for 8-bit */
+  int w_method_set;
+  int group_size;           /* 0 = per channel; 32..256 per group (W4A8_DYNAMIC, W8A16) */
+  const char *const *disable_names; /* module names kept float */
+  int n_disable;
+  const cslim_mix_rule *mix; /* ordered: the first matching rule wins (exact names first) */
+  int n_mix;
+  const char *const *exclude; /* glob patterns kept float */
+  int n_exclude;
+  int quantize_vision;      /* include the vision tower's linears (VL models) */
+  const char *calib_data;   /* .json / .jsonl / image folder */
+  int calib_samples;        /* 0 = all */
+  int calib_seq_len;        /* tokens per sample (0 = no limit) */
+  int holdout;              /* samples kept back for the final check (default 4) */
+  int expert_min_tokens;    /* experts that saw fewer tokens are calibrated on all tokens */
+  double part_file_size;    /* GB (2^30) per shard; 0 = one file */
+  int legacy_names;         /* quant_model_weight_<type>*.safetensors (the v0 saver) */
+  int mindie_format;        /* legacy description name + config.json "quantize" */
+  int overwrite;
+} cslim_quant_params;
+
+void cslim_quant_params_default(cslim_quant_params *p);
+
+typedef struct cslim_quant_layer_stats {
+  float in_min[5], in_max[5]; /* per input kind (QKV, O, GATE_UP, DOWN, ROUTER) over the layer */
+  double werr;                /* ||W - Ŵ|| / ||W|| over the layer's quantized linears */
+  int n_hist;                 /* groups calibrated with the histogram */
+  double seconds;
+} cslim_quant_layer_stats;
+
+typedef struct cslim_quant_report {
+  double seconds, t_read, t_forward, t_stats, t_write, t_verify;
+  uint64_t peak_rss, bytes_read, bytes_written;
+  int calib_tokens, calib_samples;
+  cslim_qtype model_quant_type;
+  int n_linear[CSLIM_QT_COUNT];
+  int n_layers;
+  cslim_quant_layer_stats *layers;
+  int n_experts;            /* per layer, 0 for dense */
+  int *expert_tokens;       /* [n_layers * n_experts] */
+  int *expert_fallback;     /* [n_layers * n_experts]: 0 none, 1 calibrated on all tokens, 2 data-free */
+  int expert_min_tokens;
+  int verified;
+  double kl, top1;          /* float vs the written checkpoint on the held-back samples */
+  int64_t verify_tokens;
+  char out_dir[4096];
+} cslim_quant_report;
+
+cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *r);
+void cslim_quant_report_free(cslim_quant_report *r);
+
+/* The scheme chosen for Linear `name` (rollback, exact mix key, first
+ * matching mix pattern, default). */
+cslim_qtype cslim_quant_plan_linear(const cslim_quant_params *p, const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

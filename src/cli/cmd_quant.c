@@ -1,0 +1,181 @@
+/* cslim quant: quantize a model into the Ascend checkpoint format. */
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cslim/cslim.h"
+#include "cslim/quant.h"
+#include "io/json_util.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* mix_cfg: a JSON object {"pattern": "w8a8_dynamic", ...}, in order. */
+static cslim_status load_mix(const char *path, cslim_mix_rule **out, int *n, cJSON **keep) {
+  cJSON *root = NULL;
+  cslim_status rc = cslim_json_load_file(path, &root);
+  if (rc) return rc;
+  if (!cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    return cslim_error(CSLIM_ERR_FORMAT, "%s: mix_cfg must be a JSON object {\"pattern\": \"type\"}", path);
+  }
+  int cnt = cJSON_GetArraySize(root), i = 0;
+  cslim_mix_rule *r = calloc((size_t)cnt + 1, sizeof *r);
+  for (const cJSON *e = root->child; e; e = e->next, i++) {
+    if (!cJSON_IsString(e) || cslim_scheme_parse(e->valuestring, &r[i].type) != 0) {
+      rc = cslim_error(CSLIM_ERR_FORMAT, "%s: mix_cfg entry '%s': type must be one of %s", path, e->string,
+                       cslim_scheme_names());
+      break;
+    }
+    r[i].pattern = e->string;
+  }
+  if (rc) {
+    free(r);
+    cJSON_Delete(root);
+    return rc;
+  }
+  *out = r;
+  *n = cnt;
+  *keep = root;
+  return CSLIM_OK;
+}
+
+static const char *kind_names[5] = {"qkv", "o", "gate/up", "down", "router"};
+
+static void print_report(const cslim_quant_params *p, const cslim_quant_report *r) {
+  printf("quantized %s -> %s (model_quant_type %s)\n", p->model_path, r->out_dir,
+         cslim_scheme_get(r->model_quant_type)->label);
+  printf("  linears:");
+  for (int t = 0; t < CSLIM_QT_COUNT; t++)
+    if (r->n_linear[t]) printf(" %d %s", r->n_linear[t], cslim_scheme_get((cslim_qtype)t)->label);
+  printf("\n  calibration: %d samples, %d tokens\n", r->calib_samples, r->calib_tokens);
+  printf("  time %.2f s (read %.2f, forward %.2f, statistics %.2f, write %.2f, check %.2f); peak RSS %.0f MB; "
+         "read %.1f MB, wrote %.1f MB\n",
+         r->seconds, r->t_read, r->t_forward, r->t_stats, r->t_write, r->t_verify, (double)r->peak_rss / 1e6,
+         (double)r->bytes_read / 1e6, (double)r->bytes_written / 1e6);
+  printf("\n  layer  %-22s %-22s %-22s %-22s %9s %4s %7s\n", "qkv input", "o input", "gate/up input", "down input",
+         "w err", "hist", "time");
+  for (int l = 0; l < r->n_layers; l++) {
+    const cslim_quant_layer_stats *s = &r->layers[l];
+    printf("  %5d ", l);
+    for (int k = 0; k < 4; k++) {
+      char b[48];
+      if (isfinite(s->in_min[k]))
+        snprintf(b, sizeof b, "[%.3g, %.3g]", (double)s->in_min[k], (double)s->in_max[k]);
+      else
+        snprintf(b, sizeof b, "-");
+      printf(" %-22s", b);
+    }
+    printf(" %9.5f %4d %6.2fs\n", s->werr, s->n_hist, s->seconds);
+  }
+  (void)kind_names;
+  if (r->n_experts) {
+    int E = r->n_experts, low = 0;
+    printf("\n  expert coverage (tokens routed to each expert during calibration; threshold %d):\n",
+           r->expert_min_tokens);
+    for (int l = 0; l < r->n_layers; l++) {
+      const int *tk = r->expert_tokens + (size_t)l * E;
+      int mn = tk[0], mx = tk[0];
+      for (int e = 1; e < E; e++) {
+        mn = tk[e] < mn ? tk[e] : mn;
+        mx = tk[e] > mx ? tk[e] : mx;
+      }
+      printf("    layer %d: min %d, max %d:", l, mn, mx);
+      if (E <= 32)
+        for (int e = 0; e < E; e++) printf(" %d", tk[e]);
+      printf("\n");
+      for (int e = 0; e < E; e++) {
+        int fb = r->expert_fallback[(size_t)l * E + e];
+        if (tk[e] < r->expert_min_tokens) {
+          low++;
+          printf("      expert %d: %d tokens -> %s\n", e, tk[e],
+                 fb == 1   ? "static activation range calibrated on all of the layer's tokens"
+                 : fb == 2 ? "no tokens: weights quantized data-free"
+                           : "weights are quantized data-free and its activations per token: unaffected");
+        }
+      }
+    }
+    if (!low) printf("    every expert saw at least %d tokens\n", r->expert_min_tokens);
+  }
+  if (r->verified)
+    printf("\n  check on held-back samples (%lld tokens, integer-exact): KL(float || quantized) %.5f nats, "
+           "top-1 agreement %.2f %%\n",
+           (long long)r->verify_tokens, r->kl, 100.0 * r->top1);
+}
+
+int cmd_quant(int argc, char **argv) {
+  cslim_quant_params p;
+  cslim_quant_params_default(&p);
+  const char *quant_type = "w8a8", *w_method = NULL, *mix_cfg = NULL, *device = "cpu";
+  cli_list disable = {0}, exclude = {0};
+  cli_opt opts[] = {
+      {"model_path", CLI_STR, &p.model_path, "DIR", "float model (Hugging Face layout)", 1, 0},
+      {"save_path", CLI_STR, &p.save_path, "DIR", "output directory (written atomically)", 1, 0},
+      {"quant_type", CLI_STR, &quant_type, "Q", "w8a8 (default), w8a8_dynamic, w8a8_mix, w8a16, w4a8", 0, 0},
+      {"calib_data", CLI_STR, &p.calib_data, "F|DIR", ".json / .jsonl file or image folder (static schemes need it)", 0, 0},
+      {"calib_samples", CLI_INT, &p.calib_samples, "N", "calibration samples (default: all)", 0, 0},
+      {"calib_seq_len", CLI_INT, &p.calib_seq_len, "N", "tokens per sample, longer ones truncated (default 256)", 0, 0},
+      {"act_method", CLI_INT, &p.act_method, "1|2|3", "1 min-max (default), 2 histogram, 3 per Linear", 0, 0},
+      {"w_method", CLI_STR, &w_method, "M", "minmax or ssz (default: ssz for 4-bit weights, minmax for 8-bit)", 0, 0},
+      {"group_size", CLI_INT, &p.group_size, "N", "per-group 4-bit weights (32, 64, 128, 256); 0 = per channel", 0, 0},
+      {"disable_names", CLI_LIST, &disable, "NAME", "Linears kept float (module names, e.g. model.layers.0.mlp.down_proj)", 0, 0},
+      {"exclude", CLI_LIST, &exclude, "GLOB", "Linears kept float by pattern (*, ?, [..], {a,b})", 0, 0},
+      {"mix_cfg", CLI_STR, &mix_cfg, "FILE", "JSON {\"pattern\": \"type\"}: per-Linear schemes, first match wins", 0, 0},
+      {"part_file_size", CLI_DOUBLE, &p.part_file_size, "GB", "shard the weights at this size (2^30 bytes)", 0, 0},
+      {"holdout", CLI_INT, &p.holdout, "N", "samples kept back for the final float-vs-quantized check (default 4)", 0, 0},
+      {"expert_min_tokens", CLI_INT, &p.expert_min_tokens, "N",
+       "experts seeing fewer calibration tokens get ranges from all tokens (default 8)", 0, 0},
+      {"legacy_names", CLI_BOOL, &p.legacy_names, NULL, "v0 saver names: quant_model_weight_<type>*.safetensors", 0, 0},
+      {"mindie_format", CLI_BOOL, &p.mindie_format, NULL,
+       "MindIE legacy layout: quant_model_description_<type>.json, config.json 'quantize'", 0, 0},
+      {"overwrite", CLI_BOOL, &p.overwrite, NULL, "replace a non-empty save_path", 0, 0},
+      {"device", CLI_STR, &device, "DEV", "cpu (default)", 0, 0},
+      CLI_END,
+  };
+  cli_command cmd = {
+      "quant", "Quantize a model into the Ascend checkpoint format (vLLM-Ascend / MindIE).",
+      "cslim quant --model_path M --save_path OUT --quant_type Q --calib_data F [options]",
+      "Layer by layer: every calibration sample runs through the layer in float to observe the\n"
+      "input of each Linear, weights and activation ranges are quantized, and the layer is run\n"
+      "again with the serving engine's integer kernels so that the next layer calibrates on\n"
+      "what the deployed model will feed it. The router (mlp.gate), lm_head, norms and\n"
+      "embeddings stay float. The run ends with a check of the written checkpoint against\n"
+      "the float model on held-back samples (KL divergence, top-1 agreement)."};
+  int r = cli_parse(&cmd, opts, argc, argv, NULL, NULL);
+  if (r) return r < 0 ? CLI_EXIT_OK : r;
+  if (cslim_scheme_parse(quant_type, &p.quant_type) != 0 || p.quant_type == CSLIM_QT_W8A8SC)
+    return cli_usage_error(&cmd, "--quant_type: '%s' is not one of %s", quant_type, cslim_scheme_names());
+  if (p.act_method < 1 || p.act_method > 3) return cli_usage_error(&cmd, "--act_method must be 1, 2 or 3");
+  if (w_method) {
+    p.w_method_set = 1;
+    if (!strcmp(w_method, "minmax") || !strcmp(w_method, "MinMax"))
+      p.w_method = CSLIM_WM_MINMAX;
+    else if (!strcmp(w_method, "ssz"))
+      p.w_method = CSLIM_WM_SSZ;
+    else
+      return cli_usage_error(&cmd, "--w_method: '%s' is not minmax or ssz", w_method);
+  }
+  if (strcmp(device, "cpu") != 0)
+    return cli_usage_error(&cmd, "--device %s: this build calibrates on the CPU only", device);
+  if (p.calib_seq_len < 0 || p.calib_samples < 0 || p.holdout < 0 || p.part_file_size < 0)
+    return cli_usage_error(&cmd, "sizes and counts must not be negative");
+  p.disable_names = disable.v;
+  p.n_disable = disable.n;
+  p.exclude = exclude.v;
+  p.n_exclude = exclude.n;
+  cJSON *mix_root = NULL;
+  cslim_mix_rule *mix = NULL;
+  if (mix_cfg && load_mix(mix_cfg, &mix, &p.n_mix, &mix_root)) return cli_fail();
+  p.mix = mix;
+  cslim_quant_report rep;
+  cslim_status rc = cslim_quantize(&p, &rep);
+  int ret = rc ? cli_fail() : CLI_EXIT_OK;
+  if (!rc) print_report(&p, &rep);
+  cslim_quant_report_free(&rep);
+  free(mix);
+  cJSON_Delete(mix_root);
+  free(disable.v);
+  free(exclude.v);
+  return ret;
+}

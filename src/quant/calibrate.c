@@ -1,0 +1,801 @@
+/* Layer-wise calibration and quantization (spec §2.2, §3; msModelSlim v1's
+ * layer-wise runner).
+ *
+ * For each decoder layer, with every calibration token:
+ *   pass 1 (float): observe the input of every Linear group (min, max,
+ *           moments), quantize each Linear's weights the first time its
+ *           float weights are seen, count tokens per expert;
+ *   (experts with too few tokens are calibrated on all of the layer's tokens;
+ *    experts that saw none are weight-quantized data-free)
+ *   pass 2 (float, only if a histogram is wanted): exact histograms over the
+ *           observed ranges, then PyTorch's L2 range search;
+ *   pass 3 (quantized): the layer runs with every quantized Linear replaced by
+ *           the serving engine's integer kernel; its output — carrying the
+ *           quantization error — is the next layer's input.
+ * The layer's tensors are then written and its memory released. */
+#include "cslim/quant.h"
+
+#include "cslim/dataset.h"
+#include "cslim/inspect.h"
+#include "cslim/staging.h"
+#include "cslim/tokenizer.h"
+#include "export/exporter.h"
+#include "model/model_internal.h"
+#include "quant/verify.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { PASS_STATS = 0, PASS_HIST = 1 };
+
+typedef struct lin_q {
+  cslim_linear *lin;
+  cslim_qtype type;
+  cslim_wq wq;
+  int wq_done;
+  float in_scale, in_offset;
+  cslim_qlinear *rt;
+  double err_num, err_den;
+} lin_q;
+
+typedef struct group_obs {
+  cslim_observer obs;
+  int needs_static; /* some Linear of the group stores activation parameters */
+  int hist;         /* calibrated with the histogram */
+  int fallback;     /* expert calibrated on all tokens */
+} group_obs;
+
+typedef struct qctx {
+  const cslim_quant_params *p;
+  cslim_model *m;
+  const cslim_text_config *t;
+  cslim_layer *layer;
+  int pass;
+  int n_slots, n_groups;
+  lin_q *lq;
+  group_obs *g;
+  int *tokens;          /* per expert, this layer */
+  float *moe_in;        /* the MoE block's input (all rows), for fallback calibration */
+  int moe_rows;
+  int need_moe_in;
+  double t_hooks;
+  cslim_status err;
+} qctx;
+
+/* ---- groups and slots -------------------------------------------------------------------- */
+
+static int group_of(cslim_input_kind kind, int expert) {
+  if (expert < 0) return (int)kind;
+  return 5 + 2 * expert + (kind == CSLIM_IN_DOWN);
+}
+
+static cslim_linear *slot_linear(cslim_layer *l, int s) {
+  switch (s) {
+  case 0: return &l->q;
+  case 1: return &l->k;
+  case 2: return &l->v;
+  case 3: return &l->o;
+  case 4: return l->is_moe ? NULL : &l->gate;
+  case 5: return l->is_moe ? NULL : &l->up;
+  case 6: return l->is_moe ? NULL : &l->down;
+  case 7: return l->is_moe ? &l->router : NULL;
+  default: return s - 8 < 3 * l->n_experts ? &l->experts[s - 8] : NULL;
+  }
+}
+
+/* the group a slot's Linear reads */
+static int slot_group(int s) {
+  static const int g[8] = {CSLIM_IN_QKV, CSLIM_IN_QKV, CSLIM_IN_QKV, CSLIM_IN_O,
+                           CSLIM_IN_GATE_UP, CSLIM_IN_GATE_UP, CSLIM_IN_DOWN, CSLIM_IN_ROUTER};
+  if (s < 8) return g[s];
+  int e = (s - 8) / 3, j = (s - 8) % 3;
+  return group_of(j == 2 ? CSLIM_IN_DOWN : CSLIM_IN_GATE_UP, e);
+}
+
+static int act_static(cslim_qtype t) {
+  cslim_act_kind a = cslim_scheme_get(t)->act;
+  return a == CSLIM_ACT_STATIC || a == CSLIM_ACT_PDMIX;
+}
+
+/* ---- weight quantization -------------------------------------------------------------------- */
+
+static cslim_status quantize_weights(qctx *c, lin_q *q) {
+  cslim_linear *l = q->lin;
+  const cslim_scheme *sc = cslim_scheme_get(q->type);
+  cslim_status rc;
+  if (!l->w) return cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", l->name);
+  if (sc->w_bits == 4 && c->p->group_size > 0)
+    rc = cslim_wq_group(l->w, l->out, l->in, c->p->group_size, &q->wq);
+  else if ((c->p->w_method_set ? c->p->w_method : sc->w_bits == 4 ? CSLIM_WM_SSZ : CSLIM_WM_MINMAX) == CSLIM_WM_SSZ)
+    rc = cslim_wq_ssz(l->w, l->out, l->in, sc->w_bits, 50, &q->wq);
+  else
+    rc = cslim_wq_minmax(l->w, l->out, l->in, sc->w_bits, &q->wq);
+  if (rc) return cslim_error_context("%s.weight", l->name);
+  q->err_num = q->wq.err_sq;
+  q->err_den = q->wq.w_sq;
+  q->wq_done = 1;
+  return CSLIM_OK;
+}
+
+/* ---- hooks -------------------------------------------------------------------------------------- */
+
+static cslim_status on_input(void *ctx, const cslim_linear_group *grp, float *x, int rows) {
+  qctx *c = ctx;
+  double t0 = cslim_now();
+  int gi = group_of(grp->kind, grp->expert);
+  group_obs *go = &c->g[gi];
+  size_t n = (size_t)rows * (size_t)grp->lin[0]->in;
+  cslim_status rc = CSLIM_OK;
+  if (c->pass == PASS_STATS) {
+    cslim_observer_update(&go->obs, x, n);
+    go->obs.rows += rows;
+    if (grp->kind == CSLIM_IN_ROUTER && c->need_moe_in) {
+      free(c->moe_in);
+      c->moe_in = malloc(n * sizeof(float));
+      if (c->moe_in) {
+        memcpy(c->moe_in, x, n * sizeof(float));
+        c->moe_rows = rows;
+      }
+    }
+    for (int i = 0; i < grp->n && !rc; i++) {
+      lin_q *q = &c->lq[grp->lin[i]->slot];
+      if (q->type != CSLIM_QT_FLOAT && !q->wq_done) rc = quantize_weights(c, q);
+    }
+  } else if (go->hist) {
+    cslim_observer_hist_update(&go->obs, x, n);
+  }
+  c->t_hooks += cslim_now() - t0;
+  return rc;
+}
+
+static void on_routing(void *ctx, int layer, const int *counts, int n) {
+  qctx *c = ctx;
+  (void)layer;
+  if (c->pass != PASS_STATS) return;
+  for (int e = 0; e < n; e++) c->tokens[e] += counts[e];
+}
+
+/* ---- experts without enough data ----------------------------------------------------------------- */
+
+/* Run expert e's gate/up/down on every row of the MoE input in float and
+ * observe its two inputs anew (its own tokens were too few). */
+static cslim_status calibrate_expert_on_all(qctx *c, int e) {
+  cslim_layer *l = c->layer;
+  cslim_linear *g = &l->experts[3 * e], *u = g + 1, *d = g + 2;
+  cslim_status rc;
+  if ((rc = cslim_linear_materialize(c->m, g)) || (rc = cslim_linear_materialize(c->m, u)) ||
+      (rc = cslim_linear_materialize(c->m, d)))
+    return rc;
+  int rows = c->moe_rows, I = g->out;
+  float *a = malloc((size_t)rows * (size_t)I * sizeof(float)), *b = malloc((size_t)rows * (size_t)I * sizeof(float));
+  if (!a || !b) {
+    free(a);
+    free(b);
+    return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  }
+  group_obs *gu = &c->g[group_of(CSLIM_IN_GATE_UP, e)], *gd = &c->g[group_of(CSLIM_IN_DOWN, e)];
+  cslim_observer_init(&gu->obs);
+  cslim_observer_init(&gd->obs);
+  cslim_observer_update(&gu->obs, c->moe_in, (size_t)rows * (size_t)g->in);
+  rc = cslim_linear_forward(g, c->moe_in, rows, a);
+  if (!rc) rc = cslim_linear_forward(u, c->moe_in, rows, b);
+  if (!rc) {
+    cslim_silu_mul(a, b, (size_t)rows * (size_t)I);
+    cslim_observer_update(&gd->obs, a, (size_t)rows * (size_t)I);
+  }
+  gu->fallback = gd->fallback = 1;
+  for (int j = 0; j < 3 && !rc; j++) {
+    lin_q *q = &c->lq[8 + 3 * e + j];
+    if (q->type != CSLIM_QT_FLOAT && !q->wq_done) rc = quantize_weights(c, q);
+  }
+  free(a);
+  free(b);
+  if (!l->keep_experts) {
+    cslim_linear_release(c->m, g);
+    cslim_linear_release(c->m, u);
+    cslim_linear_release(c->m, d);
+  }
+  return rc;
+}
+
+static cslim_status quantize_expert_data_free(qctx *c, int e) {
+  cslim_layer *l = c->layer;
+  cslim_status rc = CSLIM_OK;
+  for (int j = 0; j < 3 && !rc; j++) {
+    lin_q *q = &c->lq[8 + 3 * e + j];
+    if (q->type == CSLIM_QT_FLOAT || q->wq_done) continue;
+    if ((rc = cslim_linear_materialize(c->m, q->lin))) break;
+    rc = quantize_weights(c, q);
+    if (!l->keep_experts) cslim_linear_release(c->m, q->lin);
+  }
+  return rc;
+}
+
+/* ---- runtime kernels for the quantized pass ------------------------------------------------------- */
+
+static float rd(float x, cslim_dtype t) {
+  if (t == CSLIM_BF16) return cslim_bf16_to_f32(cslim_f32_to_bf16(x));
+  if (t == CSLIM_F16) return cslim_f16_to_f32(cslim_f32_to_f16(x));
+  return x;
+}
+
+static void rt_free(cslim_qlinear *r) {
+  if (!r) return;
+  r->wq = NULL; /* borrowed from the lin_q */
+  cslim_qlinear_free(r);
+}
+
+/* The engine's kernel for what we are about to write (same parameters, same
+ * roundings as the evaluation of the written checkpoint). */
+static cslim_status rt_build(qctx *c, lin_q *q) {
+  cslim_linear *l = q->lin;
+  int n = l->out, k = l->in;
+  cslim_dtype serve = c->m->cfg.dtype;
+  if (q->wq.group_size > 0)
+    return cslim_error(CSLIM_ERR_UNSUPPORTED, "%s: per-group W4A8 has no integer kernel (engines run it weight-only)",
+                       l->name);
+  cslim_qlinear *r = calloc(1, sizeof *r);
+  if (!r) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  r->type = q->type;
+  r->n = n;
+  r->k = k;
+  r->serve = serve;
+  r->wq = q->wq.q;
+  r->transient = 1; /* codes -> float per call: no float copy of the layer held during the quantized pass */
+  r->wscale = malloc((size_t)n * sizeof(float));
+  if (!r->wscale) goto oom;
+  for (int o = 0; o < n; o++)
+    r->wscale[o] = q->type == CSLIM_QT_W4A8_DYNAMIC ? q->wq.scale[o] : rd(q->wq.scale[o], serve);
+  if (l->b) {
+    r->bias = malloc((size_t)n * sizeof(float));
+    if (!r->bias) goto oom;
+    memcpy(r->bias, l->b, (size_t)n * sizeof(float));
+  }
+  if (act_static(q->type)) {
+    r->in_recip = rd(1.0f / rd(q->in_scale, serve), serve);
+    r->in_offset = q->in_offset;
+    r->deq = malloc((size_t)n * sizeof(float));
+    r->qbias = malloc((size_t)n * sizeof(int32_t));
+    if (!r->deq || !r->qbias) goto oom;
+    for (int o = 0; o < n; o++) {
+      r->deq[o] = cslim_deq_scale_of(q->in_scale, q->wq.scale[o]);
+      r->qbias[o] = cslim_quant_bias_of(q->wq.q + (size_t)o * k, k, q->in_offset, l->b ? l->b[o] : 0.0f, r->deq[o]);
+    }
+  }
+  q->rt = r;
+  return CSLIM_OK;
+oom:
+  rt_free(r);
+  return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+}
+
+/* ---- one layer -------------------------------------------------------------------------------------- */
+
+static cslim_status run_float_pass(qctx *c, cslim_acts *a, int pass) {
+  /* the float passes must not change the activations: run on a copy */
+  size_t n = (size_t)a->total * (size_t)a->hidden;
+  float *save = malloc(n * sizeof(float));
+  if (!save) return cslim_error(CSLIM_ERR_NOMEM, "out of memory for a copy of the activations");
+  memcpy(save, a->h, n * sizeof(float));
+  c->pass = pass;
+  cslim_hooks h = {c, on_input, on_routing};
+  cslim_status rc = cslim_layer_forward(c->m, c->layer, a, &h, NULL);
+  memcpy(a->h, save, n * sizeof(float));
+  free(save);
+  return rc;
+}
+
+typedef struct layer_out {
+  cslim_quant_layer_stats *st;
+  int *tokens, *fallback;
+} layer_out;
+
+static cslim_status export_layer(qctx *c, cslim_exporter *ex);
+
+static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, layer_out *out,
+                                    cslim_quant_report *rep) {
+  cslim_layer *l = c->layer;
+  const cslim_quant_params *p = c->p;
+  cslim_status rc;
+  int E = l->is_moe ? l->n_experts : 0;
+  c->n_slots = 8 + 3 * E;
+  c->n_groups = 5 + 2 * E;
+  c->lq = calloc((size_t)c->n_slots, sizeof *c->lq);
+  c->g = calloc((size_t)c->n_groups, sizeof *c->g);
+  c->tokens = calloc((size_t)(E ? E : 1), sizeof(int));
+  if (!c->lq || !c->g || !c->tokens) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < c->n_groups; i++) cslim_observer_init(&c->g[i].obs);
+  c->need_moe_in = 0;
+  for (int s = 0; s < c->n_slots; s++) {
+    lin_q *q = &c->lq[s];
+    q->lin = slot_linear(l, s);
+    if (!q->lin) continue;
+    q->type = cslim_quant_plan_linear(p, q->lin->name);
+    if (act_static(q->type)) {
+      c->g[slot_group(s)].needs_static = 1;
+      if (s >= 8) c->need_moe_in = 1;
+    }
+  }
+  /* pass 1 */
+  double t0 = cslim_now();
+  c->t_hooks = 0;
+  if ((rc = run_float_pass(c, a, PASS_STATS))) return rc;
+  rep->t_forward += cslim_now() - t0 - c->t_hooks;
+  rep->t_stats += c->t_hooks;
+  /* experts: too few tokens / none */
+  t0 = cslim_now();
+  for (int e = 0; e < E; e++) {
+    int need_static = c->g[group_of(CSLIM_IN_GATE_UP, e)].needs_static || c->g[group_of(CSLIM_IN_DOWN, e)].needs_static;
+    if (c->tokens[e] < p->expert_min_tokens && need_static && c->moe_in) {
+      if ((rc = calibrate_expert_on_all(c, e))) return rc;
+      out->fallback[e] = 1;
+    } else if (c->tokens[e] == 0) {
+      if ((rc = quantize_expert_data_free(c, e))) return rc;
+      out->fallback[e] = 2;
+    }
+    if (c->tokens[e] > 0) {
+      if ((rc = quantize_expert_data_free(c, e))) return rc; /* any Linear the hooks did not reach */
+    }
+    out->tokens[e] = c->tokens[e];
+  }
+  rep->t_stats += cslim_now() - t0;
+  /* pass 2: histograms where act_method asks for them */
+  int any_hist = 0;
+  for (int gi = 0; gi < c->n_groups; gi++) {
+    group_obs *go = &c->g[gi];
+    if (!go->needs_static || go->fallback || go->obs.count == 0) continue;
+    int want = p->act_method == 2 || (p->act_method == 3 && cslim_observer_range_param(&go->obs) <= 50.0);
+    if (want) {
+      if ((rc = cslim_observer_hist_begin(&go->obs, 2048))) return rc;
+      go->hist = 1;
+      any_hist = 1;
+      out->st->n_hist++;
+    }
+  }
+  if (any_hist) {
+    t0 = cslim_now();
+    c->t_hooks = 0;
+    if ((rc = run_float_pass(c, a, PASS_HIST))) return rc;
+    rep->t_forward += cslim_now() - t0 - c->t_hooks;
+    rep->t_stats += c->t_hooks;
+  }
+  /* activation parameters, and the kernels of the quantized pass */
+  for (int s = 0; s < c->n_slots; s++) {
+    lin_q *q = &c->lq[s];
+    if (!q->lin || q->type == CSLIM_QT_FLOAT) continue;
+    if (act_static(q->type)) {
+      group_obs *go = &c->g[slot_group(s)];
+      float mn = go->obs.mn, mx = go->obs.mx;
+      if (go->obs.count == 0) { /* no data at all (an expert without tokens and no fallback) */
+        return cslim_error(CSLIM_ERR_NUMERIC, "%s: no calibration data reached this Linear, so %s has no "
+                           "activation range", q->lin->name, cslim_scheme_get(q->type)->label);
+      }
+      if (!isfinite(mn) || !isfinite(mx))
+        return cslim_error(CSLIM_ERR_NUMERIC, "%s.input_scale: the calibration activations are not finite "
+                           "(min %g, max %g); nothing was written", q->lin->name, (double)mn, (double)mx);
+      if (go->hist) cslim_observer_hist_range(&go->obs, 256, &mn, &mx);
+      cslim_qparams_asym(mn, mx, 8, &q->in_scale, &q->in_offset);
+    }
+    if ((rc = rt_build(c, q))) return rc;
+    q->lin->forward = cslim_qlinear_forward;
+    q->lin->impl = q->rt;
+    q->lin->impl_free = NULL; /* owned here */
+    free(q->lin->w); /* the float weights are not used any more */
+    q->lin->w = NULL;
+  }
+  /* per-kind ranges for the report */
+  for (int k = 0; k < 5; k++) {
+    out->st->in_min[k] = INFINITY;
+    out->st->in_max[k] = -INFINITY;
+  }
+  for (int gi = 0; gi < c->n_groups; gi++) {
+    int k = gi < 5 ? gi : (gi - 5) % 2 ? CSLIM_IN_DOWN : CSLIM_IN_GATE_UP;
+    if (!c->g[gi].obs.count) continue;
+    if (c->g[gi].obs.mn < out->st->in_min[k]) out->st->in_min[k] = c->g[gi].obs.mn;
+    if (c->g[gi].obs.mx > out->st->in_max[k]) out->st->in_max[k] = c->g[gi].obs.mx;
+  }
+  double num = 0, den = 0;
+  for (int s = 0; s < c->n_slots; s++) {
+    num += c->lq[s].err_num;
+    den += c->lq[s].err_den;
+  }
+  out->st->werr = den > 0 ? sqrt(num / den) : 0;
+  /* pass 3: the quantized layer; its output feeds the next layer */
+  t0 = cslim_now();
+  rc = cslim_layer_forward(c->m, l, a, NULL, NULL);
+  rep->t_forward += cslim_now() - t0;
+  if (rc) return rc;
+  t0 = cslim_now();
+  rc = export_layer(c, ex);
+  rep->t_write += cslim_now() - t0;
+  return rc;
+}
+
+/* Without calibration data (weight-only and dynamic schemes): no forward at
+ * all — each Linear is converted, quantized and written. */
+static cslim_status quantize_layer_data_free(qctx *c, cslim_exporter *ex, layer_out *out, cslim_quant_report *rep) {
+  cslim_layer *l = c->layer;
+  int E = l->is_moe ? l->n_experts : 0;
+  c->n_slots = 8 + 3 * E;
+  c->n_groups = 5 + 2 * E;
+  c->lq = calloc((size_t)c->n_slots, sizeof *c->lq);
+  c->g = calloc((size_t)c->n_groups, sizeof *c->g);
+  c->tokens = calloc((size_t)(E ? E : 1), sizeof(int));
+  if (!c->lq || !c->g || !c->tokens) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  double t0 = cslim_now();
+  cslim_status rc = CSLIM_OK;
+  double num = 0, den = 0;
+  for (int s = 0; s < c->n_slots && !rc; s++) {
+    lin_q *q = &c->lq[s];
+    q->lin = slot_linear(l, s);
+    if (!q->lin) continue;
+    q->type = cslim_quant_plan_linear(c->p, q->lin->name);
+    if (q->type == CSLIM_QT_FLOAT) continue;
+    if ((rc = cslim_linear_materialize(c->m, q->lin))) break;
+    rc = quantize_weights(c, q);
+    if (q->lin->expert >= 0) cslim_linear_release(c->m, q->lin);
+    num += q->err_num;
+    den += q->err_den;
+  }
+  for (int e = 0; e < E; e++) out->fallback[e] = 2;
+  out->st->werr = den > 0 ? sqrt(num / den) : 0;
+  for (int k = 0; k < 5; k++) {
+    out->st->in_min[k] = INFINITY;
+    out->st->in_max[k] = -INFINITY;
+  }
+  rep->t_stats += cslim_now() - t0;
+  if (rc) return rc;
+  t0 = cslim_now();
+  rc = export_layer(c, ex);
+  rep->t_write += cslim_now() - t0;
+  return rc;
+}
+
+static void layer_cleanup(qctx *c) {
+  for (int s = 0; s < c->n_slots; s++) {
+    lin_q *q = &c->lq[s];
+    if (q->lin && q->rt) {
+      q->lin->forward = NULL;
+      q->lin->impl = NULL;
+    }
+    rt_free(q->rt);
+    cslim_wq_free(&q->wq);
+  }
+  for (int i = 0; i < c->n_groups; i++) cslim_observer_free(&c->g[i].obs);
+  free(c->lq);
+  free(c->g);
+  free(c->tokens);
+  free(c->moe_in);
+  c->lq = NULL;
+  c->g = NULL;
+  c->tokens = NULL;
+  c->moe_in = NULL;
+  c->moe_rows = 0;
+}
+
+/* ---- export ---------------------------------------------------------------------------------------------- */
+
+/* Source bytes of a FLOAT tensor, or its float32 values when the source is
+ * a fused expert tensor. */
+static cslim_status put_float_linear(qctx *c, cslim_exporter *ex, cslim_linear *l) {
+  char name[256];
+  snprintf(name, sizeof name, "%s.weight", l->name);
+  if (l->layout == CSLIM_W_PLAIN && l->src) return cslim_exporter_put_tensor(ex, name, c->m->st, l->src);
+  cslim_status rc = cslim_linear_materialize(c->m, l);
+  if (!rc) rc = cslim_exporter_put_f32(ex, name, l->w);
+  if (l->expert >= 0 && !c->layer->keep_experts) cslim_linear_release(c->m, l);
+  return rc;
+}
+
+static cslim_status export_layer(qctx *c, cslim_exporter *ex) {
+  cslim_layer *l = c->layer;
+  cslim_st *st = c->m->st;
+  char rest[160], name[256];
+  static const char *norms[4] = {"input_layernorm.weight", "post_attention_layernorm.weight",
+                                 "self_attn.q_norm.weight", "self_attn.k_norm.weight"};
+  cslim_status rc = CSLIM_OK;
+  for (int i = 0; i < 4 && !rc; i++) {
+    snprintf(rest, sizeof rest, "layers.%d.%s", l->index, norms[i]);
+    cslim_model_tensor_name(c->m, rest, name, sizeof name);
+    rc = cslim_exporter_put_tensor(ex, name, st, cslim_st_find(st, name));
+  }
+  for (int s = 0; s < c->n_slots && !rc; s++) {
+    lin_q *q = &c->lq[s];
+    if (!q->lin) continue;
+    if (q->type == CSLIM_QT_FLOAT) {
+      rc = put_float_linear(c, ex, q->lin);
+      if (!rc && q->lin->b) {
+        snprintf(name, sizeof name, "%s.bias", q->lin->name);
+        rc = cslim_exporter_put_f32(ex, name, q->lin->b);
+      }
+      continue;
+    }
+    cslim_qresult r = {q->type, q->lin->out, q->lin->in, q->wq.q, q->wq.scale, q->wq.scale2, q->wq.group_size,
+                       q->in_scale, q->in_offset, q->lin->b};
+    rc = cslim_exporter_put_linear(ex, q->lin->name, &r);
+  }
+  return rc;
+}
+
+/* Declare every output tensor, in layer order. */
+static cslim_status declare_all(cslim_model *m, const cslim_quant_params *p, cslim_exporter *ex) {
+  const cslim_text_config *t = &m->cfg.text;
+  cslim_st *st = m->st;
+  char name[256], rest[160];
+  cslim_status rc = CSLIM_OK;
+  int H = t->hidden_size, D = t->head_dim, Q = t->num_heads * D, KV = t->num_kv_heads * D;
+  /* anything outside the text layers (embedding, final norm, vision tower) */
+  cslim_config *cfg = &m->cfg;
+  for (size_t i = 0; i < cslim_st_count(st) && !rc; i++) {
+    const cslim_tensor *x = cslim_st_at(st, i);
+    cslim_tensor_class k;
+    cslim_classify_tensor(cfg, x->name, &k);
+    if (k.kind == CSLIM_GROUP_TEXT_LAYER || !strcmp(x->name, "lm_head.weight")) continue;
+    rc = cslim_exporter_add_float(ex, x->name, x->ndim, x->shape);
+  }
+  for (int l = 0; l < t->num_layers && !rc; l++) {
+    static const char *norms[4] = {"input_layernorm.weight", "post_attention_layernorm.weight",
+                                   "self_attn.q_norm.weight", "self_attn.k_norm.weight"};
+    for (int i = 0; i < 4 && !rc; i++) {
+      snprintf(rest, sizeof rest, "layers.%d.%s", l, norms[i]);
+      cslim_model_tensor_name(m, rest, name, sizeof name);
+      const cslim_tensor *x = cslim_st_find(st, name);
+      rc = cslim_exporter_add_float(ex, name, x->ndim, x->shape);
+    }
+#define LINEAR(what, out, in, bias)                                                                 \
+  if (!rc) {                                                                                        \
+    snprintf(rest, sizeof rest, "layers.%d.%s", l, what);                                           \
+    cslim_model_tensor_name(m, rest, name, sizeof name);                                            \
+    rc = cslim_exporter_add_linear(ex, name, cslim_quant_plan_linear(p, name), out, in, bias,       \
+                                   p->group_size);                                                  \
+  }
+    LINEAR("self_attn.q_proj", Q, H, t->attention_bias)
+    LINEAR("self_attn.k_proj", KV, H, t->attention_bias)
+    LINEAR("self_attn.v_proj", KV, H, t->attention_bias)
+    LINEAR("self_attn.o_proj", H, Q, t->attention_bias)
+    if (!cslim_layer_is_moe(t, l)) {
+      LINEAR("mlp.gate_proj", t->intermediate_size, H, 0)
+      LINEAR("mlp.up_proj", t->intermediate_size, H, 0)
+      LINEAR("mlp.down_proj", H, t->intermediate_size, 0)
+    } else {
+      LINEAR("mlp.gate", t->num_experts, H, 0)
+      for (int e = 0; e < t->num_experts; e++) {
+        char what[96];
+        int NI = t->moe_intermediate_size;
+        snprintf(what, sizeof what, "mlp.experts.%d.gate_proj", e);
+        LINEAR(what, NI, H, 0)
+        snprintf(what, sizeof what, "mlp.experts.%d.up_proj", e);
+        LINEAR(what, NI, H, 0)
+        snprintf(what, sizeof what, "mlp.experts.%d.down_proj", e);
+        LINEAR(what, H, NI, 0)
+      }
+    }
+#undef LINEAR
+  }
+  /* lm_head: written even when tied (two copies, as msModelSlim v1 does) */
+  if (!rc) {
+    int64_t sh[2] = {t->vocab_size, H};
+    rc = cslim_exporter_add_float(ex, "lm_head.weight", 2, sh);
+  }
+  return rc;
+}
+
+static cslim_status write_outer(cslim_model *m, cslim_exporter *ex) {
+  cslim_st *st = m->st;
+  cslim_status rc = CSLIM_OK;
+  for (size_t i = 0; i < cslim_st_count(st) && !rc; i++) {
+    const cslim_tensor *x = cslim_st_at(st, i);
+    cslim_tensor_class k;
+    cslim_classify_tensor(&m->cfg, x->name, &k);
+    if (k.kind == CSLIM_GROUP_TEXT_LAYER || !strcmp(x->name, "lm_head.weight")) continue;
+    rc = cslim_exporter_put_tensor(ex, x->name, st, x);
+    cslim_st_release(st, x);
+  }
+  if (!rc) rc = cslim_exporter_put_tensor(ex, "lm_head.weight", st, m->lm_head);
+  cslim_st_release(st, m->lm_head);
+  return rc;
+}
+
+/* ---- calibration data ------------------------------------------------------------------------------------- */
+
+typedef struct calib_set {
+  int32_t *ids;
+  int *lens;
+  int n;
+  int total;
+} calib_set;
+
+static void calib_free(calib_set *s) {
+  free(s->ids);
+  free(s->lens);
+  memset(s, 0, sizeof *s);
+}
+
+static cslim_status tokenize_samples(cslim_tokenizer *tok, const cslim_dataset *ds, size_t first, size_t count,
+                                     int max_len, calib_set *out) {
+  memset(out, 0, sizeof *out);
+  out->lens = calloc(count ? count : 1, sizeof(int));
+  size_t cap = 0;
+  cslim_status rc = out->lens ? CSLIM_OK : cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  for (size_t i = first; i < first + count && !rc; i++) {
+    const cslim_sample *s = &ds->samples[i];
+    if (s->image) {
+      rc = cslim_error(CSLIM_ERR_UNSUPPORTED, "%s: image samples need the vision tower, which this model does not have "
+                       "(or which is not supported yet)", s->image);
+      break;
+    }
+    cslim_ids ids = {0};
+    if ((rc = cslim_tokenizer_encode(tok, s->text, strlen(s->text), &ids))) {
+      cslim_error_context("%s: sample %zu", ds->source, i + 1);
+      break;
+    }
+    int n = (int)ids.n;
+    if (max_len > 0 && n > max_len) n = max_len;
+    if (n > 0) {
+      if ((size_t)(out->total + n) > cap) {
+        cap = (size_t)(out->total + n) * 2;
+        int32_t *g = realloc(out->ids, cap * sizeof(int32_t));
+        if (!g) {
+          cslim_ids_free(&ids);
+          rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+          break;
+        }
+        out->ids = g;
+      }
+      memcpy(out->ids + out->total, ids.v, (size_t)n * sizeof(int32_t));
+      out->lens[out->n++] = n;
+      out->total += n;
+    }
+    cslim_ids_free(&ids);
+  }
+  if (!rc && out->n == 0) rc = cslim_error(CSLIM_ERR_FORMAT, "%s: no non-empty samples", ds->source);
+  if (rc) calib_free(out);
+  return rc;
+}
+
+/* ---- the run ------------------------------------------------------------------------------------------------ */
+
+void cslim_quant_report_free(cslim_quant_report *r) {
+  free(r->layers);
+  free(r->expert_tokens);
+  free(r->expert_fallback);
+  memset(r, 0, sizeof *r);
+}
+
+cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep) {
+  memset(rep, 0, sizeof *rep);
+  double t_start = cslim_now();
+  if (!p->model_path || !p->save_path) return cslim_error(CSLIM_ERR_INVALID, "model and save paths are required");
+  if (!p->calib_data) {
+    /* data-free: only weight-only and dynamic schemes */
+    if (act_static(p->quant_type))
+      return cslim_error(CSLIM_ERR_INVALID, "%s needs calibration data (--calib_data)",
+                         cslim_scheme_get(p->quant_type)->label);
+    for (int i = 0; i < p->n_mix; i++)
+      if (act_static(p->mix[i].type))
+        return cslim_error(CSLIM_ERR_INVALID, "mix rule '%s' -> %s needs calibration data (--calib_data)",
+                           p->mix[i].pattern, cslim_scheme_get(p->mix[i].type)->label);
+  }
+  if (p->group_size && (p->group_size < 32 || p->group_size > 256 || (p->group_size & (p->group_size - 1))))
+    return cslim_error(CSLIM_ERR_INVALID, "group size %d: use 32, 64, 128 or 256", p->group_size);
+  cslim_model *m = NULL;
+  cslim_tokenizer *tok = NULL;
+  cslim_dataset *ds = NULL;
+  cslim_staging *sg = NULL;
+  cslim_exporter *ex = NULL;
+  cslim_acts *a = NULL;
+  calib_set cal = {0}, hold = {0};
+  qctx c = {0};
+  cslim_status rc = cslim_model_open(p->model_path, &m);
+  if (!rc && cslim_model_is_quantized(m))
+    rc = cslim_error(CSLIM_ERR_INVALID, "%s is already a quantized checkpoint", p->model_path);
+  const cslim_text_config *t = m ? &m->cfg.text : NULL;
+  /* calibration data: the first calib_samples samples; the next `holdout` for the final check */
+  if (!rc && p->calib_data) rc = cslim_tokenizer_load(p->model_path, &tok);
+  if (!rc && p->calib_data) rc = cslim_dataset_load(p->calib_data, NULL, &ds);
+  if (!rc && ds) {
+    size_t nc = p->calib_samples > 0 && (size_t)p->calib_samples < ds->n ? (size_t)p->calib_samples : ds->n;
+    size_t nh = (size_t)(p->holdout > 0 ? p->holdout : 0);
+    size_t h0 = nc;
+    if (nc + nh > ds->n) { /* not enough spare samples: check on the last calibration ones */
+      if (nc == ds->n && nh) CSLIM_WARN("%s: every sample is used for calibration; the final check reuses the last %zu",
+                                        ds->source, nh < nc ? nh : nc);
+      nh = nh < ds->n ? nh : ds->n;
+      h0 = ds->n - nh;
+    }
+    rc = tokenize_samples(tok, ds, 0, nc, p->calib_seq_len, &cal);
+    if (!rc && nh) rc = tokenize_samples(tok, ds, h0, nh, p->calib_seq_len, &hold);
+  }
+  if (!rc) rc = cslim_staging_open(p->save_path, p->overwrite, &sg);
+  cslim_export_opts eo = {0};
+  if (!rc) {
+    eo.dir = cslim_staging_path(sg);
+    eo.model_dir = p->model_path;
+    eo.model_dtype = m->cfg.dtype;
+    eo.part_file_size = p->part_file_size;
+    eo.saver = p->mindie_format ? CSLIM_SAVER_MINDIE : p->legacy_names ? CSLIM_SAVER_V0 : CSLIM_SAVER_V1;
+    eo.group_size = p->group_size;
+    rc = cslim_exporter_create(&eo, &ex);
+  }
+  if (!rc) rc = declare_all(m, p, ex);
+  if (!rc) rc = cslim_exporter_begin(ex);
+  if (!rc) {
+    rep->model_quant_type = cslim_exporter_model_type(ex);
+    memcpy(rep->n_linear, cslim_exporter_linear_counts(ex), sizeof rep->n_linear);
+    rep->n_layers = t->num_layers;
+    rep->layers = calloc((size_t)t->num_layers, sizeof *rep->layers);
+    rep->n_experts = t->num_experts;
+    rep->expert_min_tokens = p->expert_min_tokens;
+    size_t ne = (size_t)t->num_layers * (size_t)(t->num_experts ? t->num_experts : 1);
+    rep->expert_tokens = calloc(ne, sizeof(int));
+    rep->expert_fallback = calloc(ne, sizeof(int));
+    rep->calib_tokens = cal.total;
+    rep->calib_samples = cal.n;
+    if (!rep->layers || !rep->expert_tokens || !rep->expert_fallback) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  }
+  if (!rc) {
+    double t0 = cslim_now();
+    rc = write_outer(m, ex);
+    rep->t_write += cslim_now() - t0;
+  }
+  if (!rc && ds) rc = cslim_acts_embed(m, cal.ids, cal.lens, cal.n, &a);
+  c.p = p;
+  c.m = m;
+  c.t = t;
+  cslim_progress prog;
+  int prog_on = !rc;
+  if (prog_on) cslim_progress_begin(&prog, "quantizing layers", (uint64_t)t->num_layers);
+  for (int l = 0; !rc && l < t->num_layers; l++) {
+    if (cslim_interrupted()) {
+      rc = cslim_error(CSLIM_ERR_INTERRUPTED, "interrupted: %s was not written", p->save_path);
+      break;
+    }
+    double t0 = cslim_now();
+    if ((rc = cslim_layer_load(m, l, &c.layer))) break;
+    rep->t_read += cslim_now() - t0;
+    int E = t->num_experts;
+    layer_out lo = {&rep->layers[l], rep->expert_tokens + (size_t)l * (size_t)(E ? E : 1),
+                    rep->expert_fallback + (size_t)l * (size_t)(E ? E : 1)};
+    rc = ds ? calibrate_layer(&c, a, ex, &lo, rep) : quantize_layer_data_free(&c, ex, &lo, rep);
+    layer_cleanup(&c);
+    cslim_layer_free(m, c.layer);
+    c.layer = NULL;
+    rep->layers[l].seconds = cslim_now() - t0;
+    cslim_progress_advance(&prog, 1);
+  }
+  if (prog_on) cslim_progress_end(&prog);
+  if (!rc) {
+    double t0 = cslim_now();
+    rc = cslim_exporter_finish(ex);
+    rep->t_write += cslim_now() - t0;
+    rep->bytes_written = cslim_exporter_bytes_written(ex);
+  }
+  /* the written checkpoint, evaluated as the engine computes it */
+  if (!rc && hold.n) {
+    double t0 = cslim_now();
+    rc = cslim_verify_checkpoint(m, cslim_staging_path(sg), hold.ids, hold.lens, hold.n, &rep->kl, &rep->top1,
+                                 &rep->verify_tokens);
+    rep->verified = !rc;
+    rep->t_verify = cslim_now() - t0;
+  }
+  if (!rc && cslim_interrupted()) rc = cslim_error(CSLIM_ERR_INTERRUPTED, "interrupted: %s was not written", p->save_path);
+  if (!rc) {
+    snprintf(rep->out_dir, sizeof rep->out_dir, "%s", cslim_staging_target(sg));
+    rc = cslim_staging_commit(sg);
+    sg = NULL;
+  }
+  if (sg) cslim_staging_abort(sg);
+  if (m) rep->bytes_read = cslim_st_bytes_read(m->st);
+  cslim_exporter_free(ex);
+  cslim_acts_free(a);
+  calib_free(&cal);
+  calib_free(&hold);
+  cslim_dataset_free(ds);
+  cslim_tokenizer_free(tok);
+  cslim_model_close(m);
+  rep->seconds = cslim_now() - t_start;
+  rep->peak_rss = cslim_peak_rss();
+  return rc;
+}

@@ -1,0 +1,14 @@
+/* The final check of a quantization run (internal). */
+#ifndef CSLIM_QUANT_VERIFY_H
+#define CSLIM_QUANT_VERIFY_H
+
+#include "cslim/model.h"
+
+/* Run the float model and the quantized checkpoint in `qdir` (integer-exact
+ * kernels) on the given sequences; mean KL(float || quantized) of the
+ * next-token distributions and the share of positions whose top-1 token
+ * agrees. */
+cslim_status cslim_verify_checkpoint(cslim_model *float_model, const char *qdir, const int32_t *ids,
+                                     const int *lens, int n_seqs, double *kl, double *top1, int64_t *tokens);
+
+#endif

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# cslim quant from the command line: summary, evaluation of the output,
+# usage errors, and an interrupted run that leaves nothing behind.
+CSLIM=$1
+SYNTH=$3
+. "$(dirname "$0")/cli_lib.sh"
+FX=$CSLIM_FIXTURES
+CALIB=$FX/../calib/mix_calib.jsonl
+
+run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3" --save_path "$TMP/q" --quant_type w8a8 \
+  --calib_data "$CALIB" --calib_samples 16 --act_method 3 --quiet
+expect_rc 0 "quant w8a8"
+expect_out "(model_quant_type W8A8)" "quant w8a8"
+expect_out "linears: 28 W8A8" "quant w8a8"
+expect_out "check on held-back samples" "quant w8a8"
+expect_out "top-1 agreement" "quant w8a8"
+[ -f "$TMP/q/quant_model_weights.safetensors" ] || fail "no weights written"
+[ -f "$TMP/q/quant_model_description.json" ] || fail "no description written"
+[ -f "$TMP/q/tokenizer.json" ] || fail "tokenizer not copied"
+
+run "$CSLIM" eval ppl --model_path "$TMP/q" --text "$FX/text/eval.txt" --windows 8 --quiet
+expect_rc 0 "eval the quantized model"
+run "$CSLIM" generate --model_path "$TMP/q" --prompt "The Python" --max_new_tokens 6 --quiet
+expect_rc 0 "generate with the quantized model"
+
+# the same target again: refused, and the first result is untouched
+run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3" --save_path "$TMP/q" --quant_type w8a8_dynamic --quiet
+expect_rc 1 "existing output"
+expect_err "exists and is not empty" "existing output"
+
+run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3" --save_path "$TMP/x" --quant_type w9a9
+expect_rc 2 "bad quant_type"
+expect_err "--quant_type: 'w9a9'" "bad quant_type"
+run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3" --save_path "$TMP/x" --quant_type w8a8
+expect_rc 1 "static without data"
+expect_err "needs calibration data" "static without data"
+echo '{"*.mlp.*": "w7a7"}' >"$TMP/mix.json"
+run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3" --save_path "$TMP/x" --mix_cfg "$TMP/mix.json" --calib_data "$CALIB"
+expect_rc 1 "bad mix_cfg"
+expect_err "mix.json: mix_cfg entry '*.mlp.*'" "bad mix_cfg"
+[ ! -e "$TMP/x" ] || fail "output left after a failed run"
+
+# SIGINT in the middle of a run: no output directory, no staging directory
+"$SYNTH" --preset qwen3-0.6b --layers 12 --vocab 4096 --tokenizer "$FX/models/tiny-qwen3/tokenizer.json" \
+  --out "$TMP/big" >/dev/null || fail "synth"
+"$CSLIM" quant --model_path "$TMP/big" --save_path "$TMP/int" --quant_type w8a8 --calib_data "$CALIB" \
+  --calib_samples 24 --quiet >"$TMP/int.out" 2>"$TMP/int.err" &
+pid=$!
+sleep 1.5
+kill -INT $pid
+wait $pid
+rc=$?
+[ $rc -ne 0 ] || fail "interrupted run exited 0 (finished before the signal?)"
+grep -q "interrupted" "$TMP/int.err" || fail "no 'interrupted' message: $(cat "$TMP/int.err")"
+[ ! -e "$TMP/int" ] || fail "partial output after SIGINT"
+[ -z "$(ls -A "$TMP" | grep cslim-tmp)" ] || fail "staging directory left after SIGINT"
+finish
