@@ -6,6 +6,8 @@ pkgs=(
   libopenblas-openmp-dev  # GEMM (the OpenMP build shares our thread pool)
   libcjson-dev      # JSON (safetensors headers, configs, tokenizer.json)
   libutf8proc-dev   # Unicode categories and NFC for the tokenizer
+  libpng-dev        # PNG images (Qwen3-VL)
+  libjpeg-dev       # JPEG images (libjpeg-turbo)
   libcmocka-dev     # unit tests
 )
 missing=()

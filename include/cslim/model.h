@@ -108,7 +108,14 @@ typedef enum cslim_input_kind {
   CSLIM_IN_O,        /* attention output -> o_proj */
   CSLIM_IN_GATE_UP,  /* post_attention_layernorm output -> gate, up (dense or one expert) */
   CSLIM_IN_DOWN,     /* silu(gate) * up -> down (dense or one expert) */
-  CSLIM_IN_ROUTER    /* post_attention_layernorm output -> mlp.gate (router) */
+  CSLIM_IN_ROUTER,   /* post_attention_layernorm output -> mlp.gate (router) */
+  /* vision tower (cslim/vision.h) */
+  CSLIM_IN_VIS_QKV,    /* norm1 output -> attn.qkv */
+  CSLIM_IN_VIS_PROJ,   /* attention output -> attn.proj */
+  CSLIM_IN_VIS_FC1,    /* norm2 output -> mlp.linear_fc1 */
+  CSLIM_IN_VIS_FC2,    /* gelu(fc1) -> mlp.linear_fc2 */
+  CSLIM_IN_MERGER_FC1, /* normed, merged patches -> merger linear_fc1 */
+  CSLIM_IN_MERGER_FC2  /* gelu(fc1) -> merger linear_fc2 */
 } cslim_input_kind;
 
 /* Linears that read the same input. */
@@ -157,8 +164,10 @@ cslim_status cslim_model_nll(cslim_model *m, const float *normed, int rows, cons
 /* Run all layers (streaming each from the checkpoint) and the final norm;
  * a->h holds the final-normed hidden states afterwards unless hidden_out is
  * given. hidden_out, when not NULL, receives L+1 arrays [total, hidden]:
- * hidden.0 = embeddings, hidden.i = input of layer i, the last one after the
- * final norm (transformers' output_hidden_states). */
+ * hidden.0 = embeddings, hidden.i = output of layer i-1 (the input of layer
+ * i, except that Qwen3-VL's deepstack features are added after it is
+ * recorded, as transformers does), the last one after the final norm
+ * (transformers' output_hidden_states). */
 cslim_status cslim_model_forward(cslim_model *m, cslim_acts *a, float **hidden_out, const cslim_hooks *hooks);
 
 /* ---- the model ------------------------------------------------------------------------------ */

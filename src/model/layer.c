@@ -400,8 +400,8 @@ static cslim_status moe_mlp(cslim_model *m, cslim_layer *l, float *h, int rows, 
 
 /* ---- the layer -------------------------------------------------------------------------------- */
 
-cslim_status cslim_layer_forward(cslim_model *m, cslim_layer *l, cslim_acts *a, const cslim_hooks *hooks,
-                                 cslim_kv_cache *kv) {
+cslim_status cslim_layer_forward_ex(cslim_model *m, cslim_layer *l, cslim_acts *a, const cslim_hooks *hooks,
+                                    cslim_kv_cache *kv, float *output) {
   const cslim_text_config *t = &m->cfg.text;
   if (kv && a->n_seqs != 1) return cslim_error(CSLIM_ERR_INVALID, "a KV cache serves a single sequence");
   /* attention: groups of whole sequences of at most MAX_ROWS_ATTN rows */
@@ -424,6 +424,7 @@ cslim_status cslim_layer_forward(cslim_model *m, cslim_layer *l, cslim_acts *a, 
   if (rc) return rc;
   rc = l->is_moe ? moe_mlp(m, l, a->h, a->total, hooks) : dense_mlp(m, l, a->h, a->total, hooks);
   if (rc) return rc;
+  if (output) memcpy(output, a->h, (size_t)a->total * (size_t)a->hidden * sizeof(float));
   /* Qwen3-VL deepstack: visual features added after the first layers */
   if (a->visual && l->index < a->n_deepstack) {
     const float *f = a->deepstack[l->index];
@@ -435,6 +436,11 @@ cslim_status cslim_layer_forward(cslim_model *m, cslim_layer *l, cslim_acts *a, 
       }
   }
   return CSLIM_OK;
+}
+
+cslim_status cslim_layer_forward(cslim_model *m, cslim_layer *l, cslim_acts *a, const cslim_hooks *hooks,
+                                 cslim_kv_cache *kv) {
+  return cslim_layer_forward_ex(m, l, a, hooks, kv, NULL);
 }
 
 /* ---- KV cache ---------------------------------------------------------------------------------- */

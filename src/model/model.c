@@ -99,6 +99,79 @@ static cslim_status need_linear(cslim_model *m, const char *lin, int64_t out, in
   return CSLIM_OK;
 }
 
+/* The vision tower's tensors (Qwen3-VL): under "model.visual." (Hub) or
+ * "visual." (older exports). */
+static cslim_status validate_vision(cslim_model *m) {
+  const cslim_vision_config *v = &m->cfg.vision;
+  const int64_t D = v->hidden_size, NI = v->intermediate_size, M2 = (int64_t)v->spatial_merge_size * v->spatial_merge_size;
+  const int64_t PD = (int64_t)v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size;
+  char name[192], lin[160];
+  const char *prefixes[2] = {"model.visual.", "visual."};
+  m->vis_prefix = NULL;
+  for (int i = 0; i < 2 && !m->vis_prefix; i++) {
+    snprintf(name, sizeof name, "%spatch_embed.proj.weight", prefixes[i]);
+    if (cslim_st_find(m->st, name)) m->vis_prefix = prefixes[i];
+  }
+  if (!m->vis_prefix)
+    return cslim_error(CSLIM_ERR_FORMAT, "%s: tensor 'model.visual.patch_embed.proj.weight' is missing", m->path);
+  const char *vp = m->vis_prefix;
+  int G = (int)(sqrt((double)v->num_position_embeddings) + 0.5);
+  if ((int64_t)G * G != v->num_position_embeddings)
+    return cslim_error(CSLIM_ERR_FORMAT, "%s: vision_config.num_position_embeddings %d is not a square", m->path,
+                       v->num_position_embeddings);
+  const cslim_tensor *pe = cslim_st_find(m->st, name);
+  if (pe->numel != D * PD || pe->shape[0] != D || !cslim_dtype_is_float(pe->dtype)) {
+    char got[96];
+    return cslim_error(CSLIM_ERR_FORMAT, "%s: tensor '%s' has shape %s; vision_config implies [%lld, %d, %d, %d, %d]",
+                       m->path, name, cslim_shape_str(pe->ndim, pe->shape, got, sizeof got), (long long)D,
+                       v->in_channels, v->temporal_patch_size, v->patch_size, v->patch_size);
+  }
+#define VNEED(n, ...)                                                                          \
+  do {                                                                                         \
+    snprintf(name, sizeof name, __VA_ARGS__);                                                  \
+    TRY(need(m, name, 1, n, 0, 0, NULL));                                                      \
+  } while (0)
+#define VLIN(o, i, ...)                                                                        \
+  do {                                                                                         \
+    snprintf(lin, sizeof lin, __VA_ARGS__);                                                    \
+    TRY(need_linear(m, lin, o, i));                                                            \
+    snprintf(name, sizeof name, "%s.bias", lin);                                               \
+    TRY(need(m, name, 1, o, 0, 0, NULL));                                                      \
+  } while (0)
+  VNEED(D, "%spatch_embed.proj.bias", vp);
+  snprintf(name, sizeof name, "%spos_embed.weight", vp);
+  TRY(need(m, name, 2, v->num_position_embeddings, D, 0, NULL));
+  for (int j = 0; j < v->depth; j++) {
+    VNEED(D, "%sblocks.%d.norm1.weight", vp, j);
+    VNEED(D, "%sblocks.%d.norm1.bias", vp, j);
+    VNEED(D, "%sblocks.%d.norm2.weight", vp, j);
+    VNEED(D, "%sblocks.%d.norm2.bias", vp, j);
+    VLIN(3 * D, D, "%sblocks.%d.attn.qkv", vp, j);
+    VLIN(D, D, "%sblocks.%d.attn.proj", vp, j);
+    VLIN(NI, D, "%sblocks.%d.mlp.linear_fc1", vp, j);
+    VLIN(D, NI, "%sblocks.%d.mlp.linear_fc2", vp, j);
+  }
+  for (int k = -1; k < v->n_deepstack; k++) {
+    char mp[96];
+    if (k < 0) snprintf(mp, sizeof mp, "%smerger", vp);
+    else snprintf(mp, sizeof mp, "%sdeepstack_merger_list.%d", vp, k);
+    VNEED(k < 0 ? D : D * M2, "%s.norm.weight", mp);
+    VNEED(k < 0 ? D : D * M2, "%s.norm.bias", mp);
+    VLIN(D * M2, D * M2, "%s.linear_fc1", mp);
+    VLIN(m->cfg.vision.out_hidden_size, D * M2, "%s.linear_fc2", mp);
+  }
+#undef VNEED
+#undef VLIN
+  if (v->out_hidden_size != m->cfg.text.hidden_size)
+    return cslim_error(CSLIM_ERR_FORMAT, "%s: vision_config.out_hidden_size %d differs from the text hidden size %d",
+                       m->path, v->out_hidden_size, m->cfg.text.hidden_size);
+  for (int k = 0; k < v->n_deepstack; k++)
+    if (v->deepstack_indexes[k] < 0 || v->deepstack_indexes[k] >= v->depth)
+      return cslim_error(CSLIM_ERR_FORMAT, "%s: deepstack_visual_indexes[%d] = %d is not a block (depth %d)", m->path,
+                         k, v->deepstack_indexes[k], v->depth);
+  return CSLIM_OK;
+}
+
 /* Fused experts: [E, H, 2I] + [E, I, H] (Hub Qwen3-VL-MoE, applied as x·W) or
  * [E, 2I, H] + [E, H, I] (transformers 5). The two tensors' shapes decide;
  * only if both were ambiguous would transformers_version (>= 5: transposed). */
@@ -211,6 +284,7 @@ static cslim_status validate(cslim_model *m) {
 #undef LIN
   }
   if (m->fused_experts < 0) m->fused_experts = 0;
+  if (m->cfg.has_vision) TRY(validate_vision(m));
   return CSLIM_OK;
 }
 
@@ -245,13 +319,7 @@ cslim_status cslim_model_open(const char *dir, cslim_model **out) {
     m->inv_freq = malloc((size_t)half * sizeof(float));
     m->cache = calloc((size_t)t->num_layers, sizeof *m->cache);
     if (!m->inv_freq || !m->cache) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
-    for (int i = 0; !rc && i < half; i++) {
-      float e = (float)(2 * i) / (float)t->head_dim;
-      float f = 1.0f / powf((float)t->rope_theta, e);
-      if (m->cfg.dtype == CSLIM_BF16) f = cslim_bf16_to_f32(cslim_f32_to_bf16(f));
-      if (m->cfg.dtype == CSLIM_F16) f = cslim_f16_to_f32(cslim_f32_to_f16(f));
-      m->inv_freq[i] = f;
-    }
+    if (!rc) cslim_rope_inv_freq(t->rope_theta, t->head_dim, m->cfg.dtype, m->inv_freq);
   }
   if (rc) {
     cslim_model_close(m);
@@ -485,10 +553,10 @@ cslim_status cslim_model_forward(cslim_model *m, cslim_acts *a, float **hidden_o
     cslim_layer *layer;
     cslim_status rc = cslim_model_get_layer(m, l, &layer);
     if (rc) return rc;
-    rc = cslim_layer_forward(m, layer, a, hooks, NULL);
+    float *out = hidden_out && l + 1 < t->num_layers ? hidden_out[l + 1] : NULL;
+    rc = cslim_layer_forward_ex(m, layer, a, hooks, NULL, out);
     cslim_model_put_layer(m, layer);
     if (rc) return rc;
-    if (hidden_out && l + 1 < t->num_layers) memcpy(hidden_out[l + 1], a->h, n * sizeof(float));
   }
   float *last = hidden_out ? hidden_out[t->num_layers] : a->h;
   return cslim_model_final_norm(m, a->h, a->total, last);

@@ -17,6 +17,8 @@ struct cslim_model {
   int fused_experts;     /* mlp.experts.gate_up_proj / down_proj */
   int fused_transposed;  /* [E, 2I, H] / [E, H, I] (transformers 5) rather than [E, H, 2I] / [E, I, H] */
   float *inv_freq;       /* [head_dim / 2] */
+  const char *vis_prefix; /* Qwen3-VL: "model.visual." or "visual."; NULL without a vision tower */
+  int vis_tf32_conv;      /* round the patch-embedding inputs to TF32 (cslim_vision_set_tf32_conv) */
   /* layer cache (generation) */
   uint64_t cache_budget, cache_used;
   cslim_layer **cache;   /* [num_layers] */
@@ -31,13 +33,27 @@ struct cslim_kv_cache {
 /* Label of Linear `lin` ("<module>") in a quantized checkpoint (FLOAT for a float model). */
 cslim_qtype cslim_model_linear_type(const cslim_model *m, const char *lin);
 
+/* src/model/layer.c */
+/* cslim_layer_forward, also copying the layer's output — before the deepstack
+ * features are added, as transformers records hidden states — to `output`
+ * when not NULL. */
+cslim_status cslim_layer_forward_ex(cslim_model *m, cslim_layer *l, cslim_acts *a, const cslim_hooks *hooks,
+                                    cslim_kv_cache *kv, float *output);
+
 /* src/model/ops.c */
 void cslim_rmsnorm_rows(const float *x, int rows, int n, const float *w, float eps, float *y);
 void cslim_silu_mul(float *g, const float *u, size_t n); /* g = silu(g) * u */
 void cslim_add_inplace(float *a, const float *b, size_t n);
 cslim_status cslim_load_vector(cslim_model *m, const char *name, int n, float **out);
+void cslim_layernorm_rows(const float *x, int rows, int n, const float *w, const float *b, float eps, float *y);
+void cslim_gelu_tanh(float *x, size_t n); /* gelu_pytorch_tanh, in place */
+void cslim_gelu_erf(float *x, size_t n);  /* exact GELU, in place */
 
 /* src/model/rope.c */
+/* inv_freq[i] = 1 / theta^(2i / dim), i < dim/2, in float32, then rounded to
+ * the checkpoint's dtype: transformers keeps it in a floating buffer that a
+ * model.to(bfloat16) rounds, and the references are computed that way. */
+void cslim_rope_inv_freq(double theta, int dim, cslim_dtype dt, float *inv);
 /* cos/sin for every row and frequency: [rows][head_dim/2] each. */
 cslim_status cslim_rope_tables(const cslim_model *m, const int32_t *pos, int total, int rows0, int rows,
                                float *cos_t, float *sin_t);
@@ -51,6 +67,9 @@ void cslim_rope_apply(float *x, int rows, int n_heads, int head_dim, const float
  * out: [nq][Hq*D]. */
 cslim_status cslim_attention(const float *q, const float *k, const float *v, int nq, int nk, int past,
                              int n_heads, int n_kv_heads, int head_dim, float *out);
+/* Bidirectional attention of n rows over themselves (vision tower). */
+cslim_status cslim_attention_full(const float *q, const float *k, const float *v, int n, int n_heads,
+                                  int n_kv_heads, int head_dim, float *out);
 
 /* src/model/moe.c */
 cslim_status cslim_moe_forward(cslim_model *m, cslim_layer *l, const float *x, int rows, float *out,

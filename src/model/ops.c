@@ -42,3 +42,40 @@ cslim_status cslim_load_vector(cslim_model *m, const char *name, int n, float **
   *out = v;
   return CSLIM_OK;
 }
+
+/* LayerNorm (vision tower): (x - mean) / sqrt(var + eps) * w + b, biased
+ * variance; moments accumulated in double. */
+void cslim_layernorm_rows(const float *x, int rows, int n, const float *w, const float *b, float eps, float *y) {
+#pragma omp parallel for schedule(static) if (rows > 16)
+  for (int r = 0; r < rows; r++) {
+    const float *xr = x + (size_t)r * (size_t)n;
+    float *yr = y + (size_t)r * (size_t)n;
+    double s = 0, ss = 0;
+    for (int i = 0; i < n; i++) s += xr[i];
+    const double mean = s / n;
+    for (int i = 0; i < n; i++) {
+      double d = xr[i] - mean;
+      ss += d * d;
+    }
+    const float mu = (float)mean, rstd = (float)(1.0 / sqrt(ss / n + (double)eps));
+    for (int i = 0; i < n; i++) yr[i] = (xr[i] - mu) * rstd * w[i] + b[i];
+  }
+}
+
+/* gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+void cslim_gelu_tanh(float *x, size_t n) {
+  const float beta = (float)(M_SQRT2 * M_2_SQRTPI * 0.5), kappa = 0.044715f;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; i++) {
+    float v = x[i];
+    float inner = beta * (v + kappa * (v * v * v));
+    x[i] = 0.5f * v * (1.0f + tanhf(inner));
+  }
+}
+
+/* exact GELU: 0.5 x (1 + erf(x / sqrt(2))) */
+void cslim_gelu_erf(float *x, size_t n) {
+  const float r = (float)M_SQRT1_2;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; i++) x[i] = x[i] * 0.5f * (1.0f + erff(x[i] * r));
+}

@@ -19,6 +19,16 @@ static int axis_of(const cslim_text_config *t, int i) {
   return i < s[0] ? 0 : i < s[0] + s[1] ? 1 : 2;
 }
 
+void cslim_rope_inv_freq(double theta, int dim, cslim_dtype dt, float *inv) {
+  for (int i = 0; i < dim / 2; i++) {
+    float e = (float)(2 * i) / (float)dim;
+    float f = 1.0f / powf((float)theta, e);
+    if (dt == CSLIM_BF16) f = cslim_bf16_to_f32(cslim_f32_to_bf16(f));
+    if (dt == CSLIM_F16) f = cslim_f16_to_f32(cslim_f32_to_f16(f));
+    inv[i] = f;
+  }
+}
+
 cslim_status cslim_rope_tables(const cslim_model *m, const int32_t *pos, int total, int rows0, int rows,
                                float *cos_t, float *sin_t) {
   const cslim_text_config *t = &m->cfg.text;
