@@ -132,7 +132,7 @@ static void test_greedy_generation(void **s) {
   int32_t prompt[64];
   for (int i = 0; i < P; i++) prompt[i] = (int32_t)rid[i];
   cslim_ids out = {0};
-  cslim_generate_opts o = {N, NULL, 0, NULL, NULL};
+  cslim_generate_opts o = {N, NULL, 0, NULL, NULL, NULL};
   assert_int_equal(cslim_generate(m, prompt, P, &o, &out), CSLIM_OK);
   assert_int_equal(out.n, N);
   /* the first token is the argmax of the reference logits at the prompt's end */
@@ -151,7 +151,7 @@ static void test_greedy_generation(void **s) {
   /* stop tokens end generation after being emitted */
   cslim_ids out2 = {0};
   int32_t stop = out.v[2];
-  cslim_generate_opts o2 = {N, &stop, 1, NULL, NULL};
+  cslim_generate_opts o2 = {N, &stop, 1, NULL, NULL, NULL};
   assert_int_equal(cslim_generate(m, prompt, P, &o2, &out2), CSLIM_OK);
   assert_int_equal(out2.n, 3);
   free(lg);

@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include "cslim/chat.h"
+#include "cslim/eval.h"
 #include "cslim/image.h"
 #include "cslim/safetensors.h"
 #include "cslim/tokenizer.h"
@@ -223,6 +224,42 @@ static void test_multimodal_forward(void **s) {
     free(ids);
     cslim_acts_free(a);
     cslim_vision_output_free(&o);
+    cslim_vision_input_free(&in);
+  }
+  cslim_st_close(ref);
+  cslim_model_close(m);
+}
+
+/* Greedy decoding after an image prompt: the ids transformers 5.23's
+ * generate() gives on the CPU in float32 (exact convolution), from the
+ * references' input_ids and pixel_values (and mm_token_type_ids marking the
+ * image pads, without which transformers places them as text). Checks the prefill with images
+ * and the decoding positions (n + rope_delta). */
+static void test_generate_with_image(void **s) {
+  (void)s;
+  static const int32_t want[2][16] = {
+      {1267, 263, 1329, 615, 288, 533, 284, 546, 2462, 63, 462, 1466, 261, 824, 315, 804},
+      {256, 288, 918, 284, 613, 13, 2159, 63, 310, 437, 861, 1297, 288, 533, 284, 613}};
+  cslim_model *m;
+  assert_int_equal(cslim_model_open(tu_fixture(VL_MODEL), &m), CSLIM_OK);
+  cslim_model_set_layer_cache(m, (uint64_t)1 << 30);
+  cslim_st *ref;
+  assert_int_equal(cslim_st_open(tu_fixture(VL_REF), &ref), CSLIM_OK);
+  for (int k = 0; k < 2; k++) {
+    cslim_vision_input in;
+    vision_input_from_ref(ref, PROMPTS[k], &in);
+    const cslim_tensor *it = ref_t(ref, PROMPTS[k], "input_ids");
+    int T = (int)it->numel;
+    int32_t *ids = malloc((size_t)T * sizeof(int32_t));
+    for (int i = 0; i < T; i++) ids[i] = (int32_t)((const int64_t *)it->data)[i];
+    cslim_generate_opts o = {16, NULL, 0, NULL, NULL, &in};
+    cslim_ids out = {0};
+    if (cslim_generate(m, ids, T, &o, &out)) fail_msg("%s", cslim_errmsg());
+    assert_int_equal(out.n, 16);
+    for (int i = 0; i < 16; i++)
+      if (out.v[i] != want[k][i]) fail_msg("%s: token %d is %d, transformers %d", PROMPTS[k], i, out.v[i], want[k][i]);
+    cslim_ids_free(&out);
+    free(ids);
     cslim_vision_input_free(&in);
   }
   cslim_st_close(ref);
@@ -463,7 +500,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pixels_astronaut),   cmocka_unit_test(test_pixels_coffee),
       cmocka_unit_test(test_input_ids),          cmocka_unit_test(test_vision_tower),
-      cmocka_unit_test(test_multimodal_forward), cmocka_unit_test(test_multimodal_errors),
+      cmocka_unit_test(test_multimodal_forward), cmocka_unit_test(test_generate_with_image),
+      cmocka_unit_test(test_multimodal_errors),
       cmocka_unit_test(test_mrope_positions),    cmocka_unit_test(test_decode_conversions),
       cmocka_unit_test(test_resize_matches_torchvision), cmocka_unit_test(test_decode_errors),
       cmocka_unit_test(test_smart_resize),

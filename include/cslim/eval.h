@@ -39,10 +39,14 @@ typedef struct cslim_generate_opts {
   int n_stop;
   cslim_token_cb on_token;
   void *ctx;
+  /* Qwen3-VL: the images of the prompt (its <|image_pad|> runs), or NULL */
+  const struct cslim_vision_input *vision;
 } cslim_generate_opts;
 
 /* Greedy decoding with a KV cache: prefill the prompt, then one token at a
- * time. The generated ids are appended to *out. */
+ * time. The generated ids are appended to *out. With images, the prefill
+ * carries the vision tower's embeddings, MRoPE positions and deepstack
+ * features; each new token then sits at position n + rope_delta. */
 cslim_status cslim_generate(cslim_model *m, const int32_t *prompt, int n_prompt, const cslim_generate_opts *o,
                             cslim_ids *out);
 

@@ -12,8 +12,10 @@
 #ifndef CSLIM_VISION_H
 #define CSLIM_VISION_H
 
+#include "cslim/chat.h"
 #include "cslim/image.h"
 #include "cslim/model.h"
+#include "cslim/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -73,6 +75,23 @@ cslim_status cslim_mrope_positions(const cslim_config *c, const int32_t *ids, in
  * `vis`). The number of <|image_pad|> tokens must equal vis->n_tokens. */
 cslim_status cslim_acts_embed_vision(cslim_model *m, const int32_t *ids, const int *lens, int n_seqs,
                                      const cslim_vision_input *in, cslim_vision_output *vis, cslim_acts **out);
+
+/* A user turn of images then text, as transformers' processor and the chat
+ * template make it: each image loaded and run through the processor
+ * (appended to *in), the template rendered with each image's <|image_pad|>
+ * count (and a system turn when not NULL), and tokenized (appended to
+ * *ids). Errors name the image file. */
+typedef struct cslim_vision_prompt {
+  const char *const *images;
+  int n_images;
+  const char *text;
+  const char *system;
+  int add_generation_prompt;
+  int enable_thinking;
+} cslim_vision_prompt;
+cslim_status cslim_vision_prompt_build(cslim_tokenizer *tok, cslim_chat_style style,
+                                       const cslim_image_processor *p, const cslim_vision_prompt *vp,
+                                       cslim_ids *ids, cslim_vision_input *in);
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,7 @@
 #include "cslim/chat.h"
 #include "cslim/cslim.h"
 #include "cslim/eval.h"
+#include "cslim/vision.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,9 +42,12 @@ static int on_token(void *ctx, int32_t id) {
 int cmd_generate(int argc, char **argv) {
   const char *model_path = NULL, *prompt = NULL, *system = NULL;
   int chat = 0, max_new = 64, think = 1, show_special = 0;
+  cli_list images = {0};
   cli_opt opts[] = {
       {"model_path", CLI_STR, &model_path, "DIR", "model directory", 1, 0},
       {"prompt", CLI_STR, &prompt, "S", "the prompt text", 1, 0},
+      {"image", CLI_LIST, &images, "FILE...", "Qwen3-VL: images (PNG/JPEG) placed before the prompt; implies --chat", 0,
+       0},
       {"chat", CLI_BOOL, &chat, NULL, "wrap the prompt in the chat template (user turn + generation prompt)", 0, 0},
       {"system", CLI_STR, &system, "S", "with --chat: a system turn", 0, 0},
       {"enable_thinking", CLI_BOOL, &think, NULL, "with --chat on hybrid Qwen3 templates (default True)", 0, 0},
@@ -52,7 +56,7 @@ int cmd_generate(int argc, char **argv) {
       CLI_END,
   };
   cli_command cmd = {"generate", "Greedy generation with a KV cache, streaming tokens to stdout.",
-                     "cslim generate --model_path DIR --prompt S [--chat] [--max_new_tokens N]",
+                     "cslim generate --model_path DIR --prompt S [--chat] [--image FILE...] [--max_new_tokens N]",
                      "Generation stops at the model's end-of-sequence tokens (<|im_end|>,\n"
                      "<|endoftext|> and config.json's eos_token_id) or after --max_new_tokens.\n"
                      "Layer weights are kept converted between steps when they fit in half the RAM."};
@@ -60,11 +64,26 @@ int cmd_generate(int argc, char **argv) {
   if (r) return r < 0 ? CLI_EXIT_OK : r;
   if (max_new < 1) return cli_usage_error(&cmd, "--max_new_tokens must be at least 1");
 
+  if (images.n) chat = 1;
   cslim_tokenizer *tok;
   if (cslim_tokenizer_load(model_path, &tok)) return cli_fail();
   char *text = strdup(prompt);
   cslim_status rc = CSLIM_OK;
-  if (chat) {
+  cslim_ids ids = {0}, outids = {0};
+  cslim_vision_input vin = {0};
+  if (images.n) {
+    /* images: the processor and the template with each image's pad count */
+    cslim_chat_style style;
+    cslim_config cfg;
+    cslim_image_processor proc;
+    rc = cslim_config_load(model_path, &cfg);
+    if (!rc && !cfg.has_vision)
+      rc = cslim_error(CSLIM_ERR_INVALID, "--image: %s (%s) takes no images", model_path, cfg.architecture);
+    if (!rc) rc = cslim_chat_detect(model_path, &style);
+    if (!rc) rc = cslim_image_processor_load(model_path, &cfg.vision, &proc);
+    cslim_vision_prompt vp = {images.v, images.n, prompt, system, 1, think};
+    if (!rc) rc = cslim_vision_prompt_build(tok, style, &proc, &vp, &ids, &vin);
+  } else if (chat) {
     cslim_chat_style style;
     rc = cslim_chat_detect(model_path, &style);
     cslim_chat c = {system, prompt, 0, NULL, 1, think};
@@ -72,8 +91,7 @@ int cmd_generate(int argc, char **argv) {
     text = NULL;
     if (!rc) rc = cslim_chat_render(style, &c, &text);
   }
-  cslim_ids ids = {0}, outids = {0};
-  if (!rc) rc = cslim_tokenizer_encode(tok, text, strlen(text), &ids);
+  if (!rc && !images.n) rc = cslim_tokenizer_encode(tok, text, strlen(text), &ids);
   cslim_model *m = NULL;
   if (!rc) rc = cslim_model_open(model_path, &m);
   if (!rc) {
@@ -88,7 +106,7 @@ int cmd_generate(int argc, char **argv) {
     if (e1 >= 0) stops[ns++] = e1;
     if (e2 >= 0) stops[ns++] = e2;
     streamer s = {tok, {0}, 0, !show_special};
-    cslim_generate_opts go = {max_new, stops, ns, on_token, &s};
+    cslim_generate_opts go = {max_new, stops, ns, on_token, &s, images.n ? &vin : NULL};
     if (!chat) fputs(prompt, stdout);
     rc = cslim_generate(m, ids.v, (int)ids.n, &go, &outids);
     if (s.npend) fwrite(s.pend, 1, (size_t)s.npend, stdout);
@@ -96,9 +114,11 @@ int cmd_generate(int argc, char **argv) {
     if (!rc) CSLIM_INFO("%zu prompt tokens, %zu generated", ids.n, outids.n);
   }
   cslim_model_close(m);
+  cslim_vision_input_free(&vin);
   cslim_ids_free(&ids);
   cslim_ids_free(&outids);
   cslim_tokenizer_free(tok);
   free(text);
+  free(images.v);
   return rc ? cli_fail() : CLI_EXIT_OK;
 }

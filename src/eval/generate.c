@@ -1,6 +1,7 @@
 /* Greedy generation with a KV cache. Layer weights stay converted between
  * steps when they fit the cache budget (set by the caller). */
 #include "cslim/eval.h"
+#include "cslim/vision.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,14 +13,12 @@ static int32_t argmax(const float *x, int n) {
   return b;
 }
 
-/* Run ids[0..n) at cache positions past..past+n-1; logits of the last row. */
-static cslim_status step(cslim_model *m, cslim_kv_cache *kv, const int32_t *ids, int n, float *logits) {
+/* Run the rows of `a` (its positions already set) through the layers with
+ * the cache; logits of the last row. Takes ownership of `a`. */
+static cslim_status run_acts(cslim_model *m, cslim_kv_cache *kv, cslim_acts *a, float *logits) {
   const cslim_config *c = cslim_model_config(m);
-  cslim_acts *a;
-  cslim_status rc = cslim_acts_embed(m, ids, &n, 1, &a);
-  if (rc) return rc;
-  int past = cslim_kv_cache_len(kv);
-  for (int i = 0; i < 3 * n; i++) a->pos[i] += past;
+  const int n = a->total;
+  cslim_status rc = CSLIM_OK;
   for (int l = 0; l < c->text.num_layers && !rc; l++) {
     cslim_layer *layer;
     if ((rc = cslim_model_get_layer(m, l, &layer))) break;
@@ -36,6 +35,33 @@ static cslim_status step(cslim_model *m, cslim_kv_cache *kv, const int32_t *ids,
   return rc;
 }
 
+/* Run ids[0..n) at cache positions past..past+n-1 (+ rope_delta). */
+static cslim_status step(cslim_model *m, cslim_kv_cache *kv, const int32_t *ids, int n, int rope_delta,
+                         float *logits) {
+  cslim_acts *a;
+  cslim_status rc = cslim_acts_embed(m, ids, &n, 1, &a);
+  if (rc) return rc;
+  int past = cslim_kv_cache_len(kv) + rope_delta;
+  for (int i = 0; i < 3 * n; i++) a->pos[i] += past;
+  return run_acts(m, kv, a, logits);
+}
+
+/* The prompt with its images: vision tower, embedding, MRoPE positions. */
+static cslim_status prefill_vision(cslim_model *m, cslim_kv_cache *kv, const int32_t *ids, int n,
+                                   const cslim_vision_input *in, int *rope_delta, float *logits) {
+  cslim_vision_output vo;
+  cslim_status rc = cslim_vision_forward(m, in, NULL, 0, &vo);
+  if (rc) return rc;
+  cslim_acts *a;
+  rc = cslim_acts_embed_vision(m, ids, &n, 1, in, &vo, &a);
+  cslim_vision_output_free(&vo);
+  if (rc) return rc;
+  int32_t mx = -1;
+  for (int i = 0; i < 3 * n; i++) mx = a->pos[i] > mx ? a->pos[i] : mx;
+  *rope_delta = mx + 1 - n;
+  return run_acts(m, kv, a, logits);
+}
+
 cslim_status cslim_generate(cslim_model *m, const int32_t *prompt, int n_prompt, const cslim_generate_opts *o,
                             cslim_ids *out) {
   if (n_prompt <= 0) return cslim_error(CSLIM_ERR_INVALID, "empty prompt");
@@ -49,7 +75,9 @@ cslim_status cslim_generate(cslim_model *m, const int32_t *prompt, int n_prompt,
     cslim_kv_cache_free(kv);
     return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   }
-  rc = step(m, kv, prompt, n_prompt, logits);
+  int delta = 0;
+  rc = o->vision ? prefill_vision(m, kv, prompt, n_prompt, o->vision, &delta, logits)
+                 : step(m, kv, prompt, n_prompt, 0, logits);
   for (int i = 0; i < maxn && !rc; i++) {
     int32_t next = argmax(logits, c->text.vocab_size);
     if ((rc = cslim_ids_push(out, next))) break;
@@ -61,7 +89,7 @@ cslim_status cslim_generate(cslim_model *m, const int32_t *prompt, int n_prompt,
       rc = cslim_error(CSLIM_ERR_INTERRUPTED, "interrupted");
       break;
     }
-    rc = step(m, kv, &next, 1, logits);
+    rc = step(m, kv, &next, 1, delta, logits);
   }
   free(logits);
   cslim_kv_cache_free(kv);

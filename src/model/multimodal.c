@@ -97,3 +97,28 @@ cslim_status cslim_acts_embed_vision(cslim_model *m, const int32_t *ids, const i
   *out = a;
   return CSLIM_OK;
 }
+
+cslim_status cslim_vision_prompt_build(cslim_tokenizer *tok, cslim_chat_style style,
+                                       const cslim_image_processor *p, const cslim_vision_prompt *vp,
+                                       cslim_ids *ids, cslim_vision_input *in) {
+  int *pads = calloc((size_t)(vp->n_images > 0 ? vp->n_images : 1), sizeof(int));
+  if (!pads) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  cslim_status rc = CSLIM_OK;
+  for (int i = 0; i < vp->n_images && !rc; i++) {
+    cslim_image img;
+    if ((rc = cslim_image_load(vp->images[i], &img))) break;
+    rc = cslim_vision_input_add_image(in, p, &img, vp->images[i]);
+    cslim_image_free(&img);
+    if (!rc) pads[i] = cslim_image_tokens(p, in->grid[in->n_images - 1]);
+  }
+  char *text = NULL;
+  if (!rc) {
+    cslim_chat c = {vp->system, vp->text ? vp->text : "", vp->n_images, pads, vp->add_generation_prompt,
+                    vp->enable_thinking};
+    rc = cslim_chat_render(style, &c, &text);
+  }
+  if (!rc) rc = cslim_tokenizer_encode(tok, text, strlen(text), ids);
+  free(text);
+  free(pads);
+  return rc;
+}
