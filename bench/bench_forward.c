@@ -5,6 +5,7 @@
  * layer.
  *
  *   bench_forward [--tokens 2048] [--reps 3] [--only dense|moe] */
+#include "bench_util.h"
 #include "synth.h"
 
 #include "cslim/cslim.h"
@@ -15,24 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static double sgemm_peak(void) {
-  const int M = 2048, N = 4096, K = 4096;
-  float *a = malloc((size_t)M * K * 4), *b = malloc((size_t)N * K * 4), *c = malloc((size_t)M * N * 4);
-  for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 13) * 0.01f;
-  for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 7) * 0.01f;
-  double best = 1e30;
-  for (int r = 0; r < 4; r++) {
-    double t0 = cslim_now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
-    double t = cslim_now() - t0;
-    if (r && t < best) best = t;
-  }
-  free(a);
-  free(b);
-  free(c);
-  return 2.0 * M * N * K / best / 1e9;
-}
 
 static int run(const char *preset, int tokens, int reps, double peak) {
   const synth_spec *p = synth_preset(preset);
@@ -101,7 +84,7 @@ int main(int argc, char **argv) {
   }
   cslim_set_threads(0);
   cslim_set_quiet(1);
-  double peak = sgemm_peak();
+  double peak = bench_sgemm_peak();
   printf("sgemm peak (2048x4096x4096, %d threads): %.1f GFLOP/s\n", cslim_get_threads(), peak);
   int rc = 0;
   if (!only || !strcmp(only, "dense")) rc |= run("qwen3-8b", tokens, reps, peak);

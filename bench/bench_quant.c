@@ -6,6 +6,7 @@
  *      same files.
  *
  *   bench_quant [--samples 32] [--seq 256] [--layers 28] [--keep] */
+#include "bench_util.h"
 #include "synth.h"
 
 #include "cslim/cslim.h"
@@ -16,24 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static double sgemm_peak(void) {
-  const int M = 2048, N = 3072, K = 1024;
-  float *a = malloc((size_t)M * K * 4), *b = malloc((size_t)N * K * 4), *c = malloc((size_t)M * N * 4);
-  for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 13) * 0.01f;
-  for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 7) * 0.01f;
-  double best = 1e30;
-  for (int r = 0; r < 5; r++) {
-    double t0 = cslim_now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
-    double t = cslim_now() - t0;
-    if (r && t < best) best = t;
-  }
-  free(a);
-  free(b);
-  free(c);
-  return 2.0 * M * N * K / best / 1e9;
-}
 
 /* write + fsync of `bytes` to a file in dir: the disk's write limit */
 static double write_seconds(const char *dir, uint64_t bytes) {
@@ -108,7 +91,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_quant: %s\n", cslim_errmsg());
     return 1;
   }
-  double peak = sgemm_peak();
+  double peak = bench_sgemm_peak();
   double tcat = cat_seconds(dir);
   uint64_t file_bytes = 0;
   {

@@ -10,9 +10,12 @@ typedef struct synth_spec {
   int hidden, intermediate, layers, heads, kv_heads, head_dim, vocab;
   int experts, top_k, moe_intermediate; /* experts == 0: dense */
   int tie;
+  /* Qwen3-VL vision tower (vis_depth == 0: a text model) */
+  int vis_depth, vis_hidden, vis_heads, vis_intermediate, vis_pos;
+  int n_deepstack, deepstack[3];
 } synth_spec;
 
-/* Presets: qwen3-0.6b, qwen3-8b, qwen3-30b-a3b (full shapes; override layers
+/* Presets: qwen3-0.6b, qwen3-8b, qwen3-30b-a3b, qwen3-vl-8b (full shapes; override layers
  * and vocab to make a one-layer benchmark model). NULL when unknown. */
 const synth_spec *synth_preset(const char *name);
 /* Write DIR/config.json (transformers 4 spelling), DIR/model*.safetensors
