@@ -2,6 +2,7 @@
 # cslim quant from the command line: summary, evaluation of the output,
 # usage errors, and an interrupted run that leaves nothing behind.
 CSLIM=$1
+CMP=$2
 SYNTH=$3
 . "$(dirname "$0")/cli_lib.sh"
 FX=$CSLIM_FIXTURES
@@ -39,6 +40,22 @@ run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3" --save_path "$TMP/x" --m
 expect_rc 1 "bad mix_cfg"
 expect_err "mix.json: mix_cfg entry '*.mlp.*'" "bad mix_cfg"
 [ ! -e "$TMP/x" ] || fail "output left after a failed run"
+
+# Qwen3-VL calibrated on images (through the float vision tower); the
+# vision tower is copied (FLOAT, the Conv3d weight's 5-D shape kept); the
+# written model answers an image prompt close to the float reference
+run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3-vl" --save_path "$TMP/vl" --quant_type w8a8 \
+  --calib_data "$CSLIM_FIXTURES/../calib/images"
+expect_rc 0 "quant tiny-qwen3-vl on images"
+expect_err "2 calibration images through the vision tower" "quant tiny-qwen3-vl on images"
+expect_out "top-1 agreement" "quant tiny-qwen3-vl on images"
+grep -q '"model.visual.patch_embed.proj.weight": "FLOAT"' "$TMP/vl/quant_model_description.json" ||
+  fail "vision tower not labelled FLOAT"
+run "$CSLIM" forward --model_path "$TMP/vl" --image "$FX/images/astronaut_input.png" --prompt "Describe this image." \
+  --output "$TMP/vl_out.safetensors" --quiet
+expect_rc 0 "forward --image on the quantized VL model"
+"$CMP" "$TMP/vl_out.safetensors" logits "$FX/refs/tiny-qwen3-vl_ref.safetensors" astronaut.logits 0.1 >/dev/null ||
+  fail "quantized VL logits more than 10 % from the float reference"
 
 # SIGINT in the middle of a run: no output directory, no staging directory
 "$SYNTH" --preset qwen3-0.6b --layers 12 --vocab 4096 --tokenizer "$FX/models/tiny-qwen3/tokenizer.json" \

@@ -29,7 +29,7 @@ struct cslim_exporter {
   cslim_qtype model_type;
   cslim_st_writer *w;
   /* declarations are kept until begin() */
-  int64_t (*shapes)[2];
+  int64_t (*shapes)[CSLIM_MAX_DIMS];
   int *ndims;
 };
 
@@ -38,7 +38,7 @@ static cslim_status declare(cslim_exporter *e, const char *name, cslim_qtype lab
   if (e->n == e->cap) {
     size_t c = e->cap ? 2 * e->cap : 1024;
     ex_tensor *t = realloc(e->t, c * sizeof *t);
-    int64_t(*sh)[2] = realloc(e->shapes, c * sizeof *sh);
+    int64_t(*sh)[CSLIM_MAX_DIMS] = realloc(e->shapes, c * sizeof *sh);
     int *nds = realloc(e->ndims, c * sizeof *nds);
     if (t) e->t = t;
     if (sh) e->shapes = sh;
@@ -51,9 +51,10 @@ static cslim_status declare(cslim_exporter *e, const char *name, cslim_qtype lab
   if (!x->name) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   x->label = label;
   x->dtype = dt;
+  if (nd < 0 || nd > CSLIM_MAX_DIMS)
+    return cslim_error(CSLIM_ERR_INVALID, "exporter: tensor '%s' has %d dimensions", name, nd);
   e->ndims[e->n] = nd;
-  e->shapes[e->n][0] = nd > 0 ? shape[0] : 0;
-  e->shapes[e->n][1] = nd > 1 ? shape[1] : 0;
+  for (int d = 0; d < CSLIM_MAX_DIMS; d++) e->shapes[e->n][d] = d < nd ? shape[d] : 0;
   int r = cslim_strmap_put(&e->by_name, x->name, (int64_t)e->n, NULL);
   if (r <= 0) {
     free(x->name);

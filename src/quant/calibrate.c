@@ -19,6 +19,7 @@
 #include "cslim/inspect.h"
 #include "cslim/staging.h"
 #include "cslim/tokenizer.h"
+#include "cslim/vision.h"
 #include "export/exporter.h"
 #include "model/model_internal.h"
 #include "quant/verify.h"
@@ -605,34 +606,62 @@ typedef struct calib_set {
   int *lens;
   int n;
   int total;
+  cslim_vision_input vin; /* the images of the image samples, in order (Qwen3-VL) */
 } calib_set;
 
 static void calib_free(calib_set *s) {
   free(s->ids);
   free(s->lens);
+  cslim_vision_input_free(&s->vin);
   memset(s, 0, sizeof *s);
 }
 
-static cslim_status tokenize_samples(cslim_tokenizer *tok, const cslim_dataset *ds, size_t first, size_t count,
-                                     int max_len, calib_set *out) {
+/* How image samples become prompts: the model's processor and chat style. */
+typedef struct image_prompts {
+  int on; /* the model has a vision tower */
+  cslim_image_processor proc;
+  cslim_chat_style style;
+} image_prompts;
+
+static cslim_status image_prompts_init(cslim_model *m, image_prompts *ip) {
+  memset(ip, 0, sizeof *ip);
+  if (!m->cfg.has_vision) return CSLIM_OK;
+  ip->on = 1;
+  cslim_status rc = cslim_image_processor_load(m->path, &m->cfg.vision, &ip->proc);
+  if (!rc) rc = cslim_chat_detect(m->path, &ip->style);
+  return rc;
+}
+
+static cslim_status tokenize_samples(cslim_tokenizer *tok, const image_prompts *ip, const cslim_dataset *ds,
+                                     size_t first, size_t count, int max_len, calib_set *out) {
   memset(out, 0, sizeof *out);
   out->lens = calloc(count ? count : 1, sizeof(int));
   size_t cap = 0;
   cslim_status rc = out->lens ? CSLIM_OK : cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   for (size_t i = first; i < first + count && !rc; i++) {
     const cslim_sample *s = &ds->samples[i];
-    if (s->image) {
-      rc = cslim_error(CSLIM_ERR_UNSUPPORTED, "%s: image samples need the vision tower, which this model does not have "
-                       "(or which is not supported yet)", s->image);
+    if (s->image && !ip->on) {
+      rc = cslim_error(CSLIM_ERR_UNSUPPORTED, "%s: sample %zu has an image, and this model has no vision tower",
+                       ds->source, i + 1);
       break;
     }
     cslim_ids ids = {0};
-    if ((rc = cslim_tokenizer_encode(tok, s->text, strlen(s->text), &ids))) {
+    if (s->image) {
+      /* a user turn with the image, then the text; never truncated (a cut
+       * inside the image's pad run would orphan its embeddings) */
+      const char *img[1] = {s->image};
+      cslim_vision_prompt vp = {img, 1, s->text, NULL, 1, 1};
+      rc = cslim_vision_prompt_build(tok, ip->style, &ip->proc, &vp, &ids, &out->vin);
+    } else {
+      rc = cslim_tokenizer_encode(tok, s->text, strlen(s->text), &ids);
+    }
+    if (rc) {
+      cslim_ids_free(&ids);
       cslim_error_context("%s: sample %zu", ds->source, i + 1);
       break;
     }
     int n = (int)ids.n;
-    if (max_len > 0 && n > max_len) n = max_len;
+    if (max_len > 0 && n > max_len && !s->image) n = max_len;
     if (n > 0) {
       if ((size_t)(out->total + n) > cap) {
         cap = (size_t)(out->total + n) * 2;
@@ -705,8 +734,10 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
       nh = nh < ds->n ? nh : ds->n;
       h0 = ds->n - nh;
     }
-    rc = tokenize_samples(tok, ds, 0, nc, p->calib_seq_len, &cal);
-    if (!rc && nh) rc = tokenize_samples(tok, ds, h0, nh, p->calib_seq_len, &hold);
+    image_prompts ip;
+    rc = image_prompts_init(m, &ip);
+    if (!rc) rc = tokenize_samples(tok, &ip, ds, 0, nc, p->calib_seq_len, &cal);
+    if (!rc && nh) rc = tokenize_samples(tok, &ip, ds, h0, nh, p->calib_seq_len, &hold);
   }
   if (!rc) rc = cslim_staging_open(p->save_path, p->overwrite, &sg);
   cslim_export_opts eo = {0};
@@ -740,7 +771,18 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     rc = write_outer(m, ex);
     rep->t_write += cslim_now() - t0;
   }
-  if (!rc && ds) rc = cslim_acts_embed(m, cal.ids, cal.lens, cal.n, &a);
+  if (!rc && ds && cal.vin.n_images) {
+    /* image samples: the float vision tower gives their embeddings and deepstack features */
+    double t0 = cslim_now();
+    cslim_vision_output vo;
+    rc = cslim_vision_forward(m, &cal.vin, NULL, 0, &vo);
+    if (!rc) rc = cslim_acts_embed_vision(m, cal.ids, cal.lens, cal.n, &cal.vin, &vo, &a);
+    cslim_vision_output_free(&vo);
+    rep->t_forward += cslim_now() - t0;
+    CSLIM_INFO("%d calibration images through the vision tower (%d patches)", cal.vin.n_images, cal.vin.n_patches);
+  } else if (!rc && ds) {
+    rc = cslim_acts_embed(m, cal.ids, cal.lens, cal.n, &a);
+  }
   c.p = p;
   c.m = m;
   c.t = t;
@@ -775,8 +817,8 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   /* the written checkpoint, evaluated as the engine computes it */
   if (!rc && hold.n) {
     double t0 = cslim_now();
-    rc = cslim_verify_checkpoint(m, cslim_staging_path(sg), hold.ids, hold.lens, hold.n, &rep->kl, &rep->top1,
-                                 &rep->verify_tokens);
+    rc = cslim_verify_checkpoint(m, cslim_staging_path(sg), hold.ids, hold.lens, hold.n, &hold.vin, &rep->kl,
+                                 &rep->top1, &rep->verify_tokens);
     rep->verified = !rc;
     rep->t_verify = cslim_now() - t0;
   }

@@ -10,8 +10,18 @@
 
 #define ROWS 64
 
-static cslim_status final_hidden(cslim_model *m, const int32_t *ids, const int *lens, int n, cslim_acts **out) {
-  cslim_status rc = cslim_acts_embed(m, ids, lens, n, out);
+static cslim_status final_hidden(cslim_model *m, const int32_t *ids, const int *lens, int n,
+                                 const cslim_vision_input *vin, cslim_acts **out) {
+  cslim_status rc;
+  *out = NULL;
+  if (vin && vin->n_images) {
+    cslim_vision_output vo;
+    rc = cslim_vision_forward(m, vin, NULL, 0, &vo);
+    if (!rc) rc = cslim_acts_embed_vision(m, ids, lens, n, vin, &vo, out);
+    cslim_vision_output_free(&vo);
+  } else {
+    rc = cslim_acts_embed(m, ids, lens, n, out);
+  }
   if (!rc) rc = cslim_model_forward(m, *out, NULL, NULL); /* leaves the final-normed states */
   if (rc) {
     cslim_acts_free(*out);
@@ -31,13 +41,14 @@ static void log_softmax(const float *x, int V, double *out) {
 }
 
 cslim_status cslim_verify_checkpoint(cslim_model *fm, const char *qdir, const int32_t *ids, const int *lens,
-                                     int n, double *kl, double *top1, int64_t *tokens) {
+                                     int n, const cslim_vision_input *vin, double *kl, double *top1,
+                                     int64_t *tokens) {
   cslim_model *qm = NULL;
   cslim_acts *fa = NULL, *qa = NULL;
   cslim_status rc = cslim_model_open(qdir, &qm);
   if (rc) return cslim_error_context("re-reading the written checkpoint");
-  if (!rc) rc = final_hidden(fm, ids, lens, n, &fa);
-  if (!rc) rc = final_hidden(qm, ids, lens, n, &qa);
+  if (!rc) rc = final_hidden(fm, ids, lens, n, vin, &fa);
+  if (!rc) rc = final_hidden(qm, ids, lens, n, vin, &qa);
   const int V = cslim_model_config(fm)->text.vocab_size, H = cslim_model_config(fm)->text.hidden_size;
   float *lf = malloc((size_t)ROWS * V * sizeof(float)), *lq = malloc((size_t)ROWS * V * sizeof(float));
   double *pf = malloc((size_t)V * sizeof(double)), *pq = malloc((size_t)V * sizeof(double));
