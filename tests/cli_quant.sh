@@ -57,6 +57,30 @@ expect_rc 0 "forward --image on the quantized VL model"
 "$CMP" "$TMP/vl_out.safetensors" logits "$FX/refs/tiny-qwen3-vl_ref.safetensors" astronaut.logits 0.1 >/dev/null ||
   fail "quantized VL logits more than 10 % from the float reference"
 
+# the vision tower's Linears, by pattern: static W8A8 for the blocks (activation
+# ranges from the calibration images), block 1 excluded, mergers dynamic
+echo '{"model.visual.*merger*": "w8a8_dynamic"}' >"$TMP/vmix.json"
+run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3-vl" --save_path "$TMP/vlv" --quant_type w8a8 \
+  --calib_data "$CSLIM_FIXTURES/../calib/images" --quantize_vision --exclude "model.visual.blocks.1.*" \
+  --mix_cfg "$TMP/vmix.json" --quiet
+expect_rc 0 "quant --quantize_vision"
+D=$TMP/vlv/quant_model_description.json
+grep -q '"model.visual.blocks.0.attn.qkv.weight": "W8A8"' "$D" || fail "vision block 0 not W8A8"
+grep -q '"model.visual.blocks.1.attn.qkv.weight": "FLOAT"' "$D" || fail "excluded vision block 1 not FLOAT"
+grep -q '"model.visual.merger.linear_fc1.weight": "W8A8_DYNAMIC"' "$D" || fail "merger not W8A8_DYNAMIC"
+grep -q '"model.visual.patch_embed.proj.weight": "FLOAT"' "$D" || fail "patch embedding not FLOAT"
+run "$CSLIM" forward --model_path "$TMP/vlv" --image "$FX/images/astronaut_input.png" --prompt "Describe this image." \
+  --output "$TMP/vlv_out.safetensors" --hidden --quiet
+expect_rc 0 "forward on the quantized vision tower"
+"$CMP" "$TMP/vlv_out.safetensors" visual.pooler_output "$FX/refs/tiny-qwen3-vl_ref.safetensors" astronaut.visual.pooler_output 0.02 \
+  >/dev/null || fail "quantized vision tower: image embeddings more than 2 % from the float reference"
+echo '{"model.visual.blocks.*": "w8a8"}' >"$TMP/vmix2.json"
+run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3-vl" --save_path "$TMP/vlx" --quant_type w8a8 \
+  --calib_data "$CALIB" --calib_samples 4 --mix_cfg "$TMP/vmix2.json"
+expect_rc 1 "static vision quantization without images"
+expect_err "needs image calibration samples" "static vision quantization without images"
+[ ! -e "$TMP/vlx" ] || fail "output left after a failed run"
+
 # SIGINT in the middle of a run: no output directory, no staging directory
 "$SYNTH" --preset qwen3-0.6b --layers 12 --vocab 4096 --tokenizer "$FX/models/tiny-qwen3/tokenizer.json" \
   --out "$TMP/big" >/dev/null || fail "synth"

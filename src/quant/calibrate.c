@@ -520,8 +520,148 @@ static cslim_status export_layer(qctx *c, cslim_exporter *ex) {
   return rc;
 }
 
+/* ---- the vision tower's Linears ------------------------------------------------------------------ */
+
+/* Every Linear of the vision tower (Qwen3-VL), with the hook coordinates
+ * (layer, kind) under which cslim_vision_forward shows its input. */
+typedef struct vis_lin {
+  char name[160];
+  int out, in;
+  int layer;
+  cslim_input_kind kind;
+  cslim_qtype type;
+  cslim_observer obs;
+} vis_lin;
+
+static int vision_linears(cslim_model *m, const cslim_quant_params *p, vis_lin **out) {
+  *out = NULL;
+  if (!m->cfg.has_vision || !m->vis_prefix) return 0;
+  const cslim_vision_config *v = &m->cfg.vision;
+  const int D = v->hidden_size, NI = v->intermediate_size, W = D * v->spatial_merge_size * v->spatial_merge_size;
+  int n = 4 * v->depth + 2 * (1 + v->n_deepstack), k = 0;
+  vis_lin *L = calloc((size_t)n, sizeof *L);
+  if (!L) return -1;
+#define VL(lay, kd, o, i, ...)                                                                  \
+  do {                                                                                          \
+    snprintf(L[k].name, sizeof L[k].name, __VA_ARGS__);                                         \
+    L[k].out = o, L[k].in = i, L[k].layer = lay, L[k].kind = kd;                                \
+    L[k].type = cslim_quant_plan_linear(p, L[k].name);                                          \
+    cslim_observer_init(&L[k].obs);                                                             \
+    k++;                                                                                        \
+  } while (0)
+  for (int j = 0; j < v->depth; j++) {
+    VL(j, CSLIM_IN_VIS_QKV, 3 * D, D, "%sblocks.%d.attn.qkv", m->vis_prefix, j);
+    VL(j, CSLIM_IN_VIS_PROJ, D, D, "%sblocks.%d.attn.proj", m->vis_prefix, j);
+    VL(j, CSLIM_IN_VIS_FC1, NI, D, "%sblocks.%d.mlp.linear_fc1", m->vis_prefix, j);
+    VL(j, CSLIM_IN_VIS_FC2, D, NI, "%sblocks.%d.mlp.linear_fc2", m->vis_prefix, j);
+  }
+  VL(-1, CSLIM_IN_MERGER_FC1, W, W, "%smerger.linear_fc1", m->vis_prefix);
+  VL(-1, CSLIM_IN_MERGER_FC2, v->out_hidden_size, W, "%smerger.linear_fc2", m->vis_prefix);
+  for (int d = 0; d < v->n_deepstack; d++) {
+    VL(1000 + d, CSLIM_IN_MERGER_FC1, W, W, "%sdeepstack_merger_list.%d.linear_fc1", m->vis_prefix, d);
+    VL(1000 + d, CSLIM_IN_MERGER_FC2, v->out_hidden_size, W, "%sdeepstack_merger_list.%d.linear_fc2", m->vis_prefix, d);
+  }
+#undef VL
+  *out = L;
+  return k;
+}
+
+static void vision_linears_free(vis_lin *L, int n) {
+  for (int i = 0; i < n; i++) cslim_observer_free(&L[i].obs);
+  free(L);
+}
+
+/* A tensor that a quantized vision Linear replaces (its float weight and bias). */
+static int replaced_by_vision_linear(const vis_lin *L, int n, const char *tensor) {
+  for (int i = 0; i < n; i++) {
+    size_t k = strlen(L[i].name);
+    if (L[i].type != CSLIM_QT_FLOAT && !strncmp(tensor, L[i].name, k) &&
+        (!strcmp(tensor + k, ".weight") || !strcmp(tensor + k, ".bias")))
+      return 1;
+  }
+  return 0;
+}
+
+typedef struct vis_obs_ctx {
+  vis_lin *L;
+  int n;
+} vis_obs_ctx;
+
+static cslim_status vis_observe(void *ctx, const cslim_linear_group *g, float *x, int rows) {
+  vis_obs_ctx *c = ctx;
+  for (int i = 0; i < c->n; i++)
+    if (c->L[i].layer == g->layer && c->L[i].kind == g->kind) {
+      if (act_static(c->L[i].type)) cslim_observer_update(&c->L[i].obs, x, (size_t)rows * (size_t)c->L[i].in);
+      break;
+    }
+  return CSLIM_OK;
+}
+
+/* Quantize and write the vision Linears the plan includes: weights as the
+ * text Linears'; static activation ranges by min-max over the calibration
+ * images run through the float tower (no error propagation inside it). */
+static cslim_status quantize_vision_linears(qctx *c, vis_lin *L, int n, const cslim_vision_input *vin,
+                                            cslim_exporter *ex, cslim_quant_report *rep) {
+  int any = 0, need_static = 0;
+  for (int i = 0; i < n; i++) {
+    any |= L[i].type != CSLIM_QT_FLOAT;
+    need_static |= act_static(L[i].type);
+  }
+  if (!any) return CSLIM_OK;
+  cslim_status rc = CSLIM_OK;
+  double t0 = cslim_now();
+  if (need_static) { /* image samples present: checked before the run */
+    vis_obs_ctx oc = {L, n};
+    cslim_hooks h = {&oc, vis_observe, NULL};
+    cslim_vision_output vo;
+    rc = cslim_vision_forward(c->m, vin, &h, 0, &vo);
+    cslim_vision_output_free(&vo);
+    if (rc) return rc;
+  }
+  rep->t_forward += cslim_now() - t0;
+  for (int i = 0; i < n && !rc; i++) {
+    if (L[i].type == CSLIM_QT_FLOAT) continue;
+    char name[192];
+    cslim_linear lin = {0};
+    snprintf(lin.name, sizeof lin.name, "%s", L[i].name);
+    lin.out = L[i].out;
+    lin.in = L[i].in;
+    lin.expert = -1;
+    lin.w = malloc((size_t)lin.out * (size_t)lin.in * sizeof(float));
+    snprintf(name, sizeof name, "%s.weight", L[i].name);
+    const cslim_tensor *wt = cslim_st_find(c->m->st, name);
+    if (!lin.w) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory for %s", name);
+    if (!rc) {
+      cslim_st_read_f32(c->m->st, wt, lin.w);
+      cslim_st_release(c->m->st, wt);
+      snprintf(name, sizeof name, "%s.bias", L[i].name);
+      rc = cslim_load_vector(c->m, name, lin.out, &lin.b);
+    }
+    lin_q q = {0};
+    q.lin = &lin;
+    q.type = L[i].type;
+    if (!rc) rc = quantize_weights(c, &q);
+    if (!rc && act_static(q.type)) {
+      if (L[i].obs.count == 0) rc = cslim_error(CSLIM_ERR_NUMERIC, "%s: no activations observed", L[i].name);
+      else cslim_qparams_asym(L[i].obs.mn, L[i].obs.mx, 8, &q.in_scale, &q.in_offset);
+    }
+    if (!rc) {
+      cslim_qresult r = {q.type, lin.out, lin.in, q.wq.q, q.wq.scale, q.wq.scale2, q.wq.group_size,
+                         q.in_scale, q.in_offset, lin.b};
+      double t1 = cslim_now();
+      rc = cslim_exporter_put_linear(ex, L[i].name, &r);
+      rep->t_write += cslim_now() - t1;
+    }
+    if (q.wq_done) cslim_wq_free(&q.wq);
+    free(lin.w);
+    free(lin.b);
+  }
+  return rc;
+}
+
 /* Declare every output tensor, in layer order. */
-static cslim_status declare_all(cslim_model *m, const cslim_quant_params *p, cslim_exporter *ex) {
+static cslim_status declare_all(cslim_model *m, const cslim_quant_params *p, const vis_lin *VLs, int nvl,
+                                cslim_exporter *ex) {
   const cslim_text_config *t = &m->cfg.text;
   cslim_st *st = m->st;
   char name[256], rest[160];
@@ -534,8 +674,12 @@ static cslim_status declare_all(cslim_model *m, const cslim_quant_params *p, csl
     cslim_tensor_class k;
     cslim_classify_tensor(cfg, x->name, &k);
     if (k.kind == CSLIM_GROUP_TEXT_LAYER || !strcmp(x->name, "lm_head.weight")) continue;
+    if (replaced_by_vision_linear(VLs, nvl, x->name)) continue;
     rc = cslim_exporter_add_float(ex, x->name, x->ndim, x->shape);
   }
+  for (int i = 0; i < nvl && !rc; i++)
+    if (VLs[i].type != CSLIM_QT_FLOAT)
+      rc = cslim_exporter_add_linear(ex, VLs[i].name, VLs[i].type, VLs[i].out, VLs[i].in, 1, p->group_size);
   for (int l = 0; l < t->num_layers && !rc; l++) {
     static const char *norms[4] = {"input_layernorm.weight", "post_attention_layernorm.weight",
                                    "self_attn.q_norm.weight", "self_attn.k_norm.weight"};
@@ -583,7 +727,7 @@ static cslim_status declare_all(cslim_model *m, const cslim_quant_params *p, csl
   return rc;
 }
 
-static cslim_status write_outer(cslim_model *m, cslim_exporter *ex) {
+static cslim_status write_outer(cslim_model *m, const vis_lin *VLs, int nvl, cslim_exporter *ex) {
   cslim_st *st = m->st;
   cslim_status rc = CSLIM_OK;
   for (size_t i = 0; i < cslim_st_count(st) && !rc; i++) {
@@ -591,6 +735,7 @@ static cslim_status write_outer(cslim_model *m, cslim_exporter *ex) {
     cslim_tensor_class k;
     cslim_classify_tensor(&m->cfg, x->name, &k);
     if (k.kind == CSLIM_GROUP_TEXT_LAYER || !strcmp(x->name, "lm_head.weight")) continue;
+    if (replaced_by_vision_linear(VLs, nvl, x->name)) continue;
     rc = cslim_exporter_put_tensor(ex, x->name, st, x);
     cslim_st_release(st, x);
   }
@@ -750,7 +895,14 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     eo.group_size = p->group_size;
     rc = cslim_exporter_create(&eo, &ex);
   }
-  if (!rc) rc = declare_all(m, p, ex);
+  vis_lin *VLs = NULL;
+  int nvl = 0;
+  if (!rc && (nvl = vision_linears(m, p, &VLs)) < 0) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < nvl && !rc; i++)
+    if (act_static(VLs[i].type) && !cal.vin.n_images)
+      rc = cslim_error(CSLIM_ERR_INVALID, "%s: static activation quantization of the vision tower needs image "
+                       "calibration samples (or a dynamic scheme for model.visual.*)", VLs[i].name);
+  if (!rc) rc = declare_all(m, p, VLs, nvl, ex);
   if (!rc) rc = cslim_exporter_begin(ex);
   if (!rc) {
     rep->model_quant_type = cslim_exporter_model_type(ex);
@@ -768,7 +920,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   }
   if (!rc) {
     double t0 = cslim_now();
-    rc = write_outer(m, ex);
+    rc = write_outer(m, VLs, nvl, ex);
     rep->t_write += cslim_now() - t0;
   }
   if (!rc && ds && cal.vin.n_images) {
@@ -808,6 +960,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     cslim_progress_advance(&prog, 1);
   }
   if (prog_on) cslim_progress_end(&prog);
+  if (!rc) rc = quantize_vision_linears(&c, VLs, nvl, &cal.vin, ex, rep);
   if (!rc) {
     double t0 = cslim_now();
     rc = cslim_exporter_finish(ex);
@@ -831,6 +984,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   if (sg) cslim_staging_abort(sg);
   if (m) rep->bytes_read = cslim_st_bytes_read(m->st);
   cslim_exporter_free(ex);
+  vision_linears_free(VLs, nvl > 0 ? nvl : 0);
   cslim_acts_free(a);
   calib_free(&cal);
   calib_free(&hold);
