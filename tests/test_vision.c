@@ -313,6 +313,92 @@ static void test_multimodal_errors(void **s) {
   cslim_st_close(ref);
 }
 
+/* Qwen3-VL-MoE: tiny-qwen3-vl with every MLP turned into two identical
+ * experts in the Hub's fused layout (gate_up_proj [E, H, 2I], down_proj
+ * [E, I, H], applied as x·W) and a zero router (weights 1/2 each): the model
+ * must still compute the dense references. */
+static void to_vl_moe(tu_writer *w, const cslim_tensor *t, void *ctx) {
+  (void)ctx;
+  const int E = 2, H = 256, I = 768;
+  int layer;
+  char what[64];
+  if (sscanf(t->name, "model.language_model.layers.%d.mlp.%63s", &layer, what) != 2) {
+    tu_emit(w, t->name, t->dtype, t->ndim, t->shape, t->data);
+    return;
+  }
+  if (strcmp(what, "gate_proj.weight") != 0) return; /* emitted once per layer, below */
+  static cslim_st *src;
+  if (!src && cslim_st_open(tu_fixture(VL_MODEL), &src)) fail_msg("%s", cslim_errmsg());
+  const uint16_t *g = cslim_st_findf(src, "model.language_model.layers.%d.mlp.gate_proj.weight", layer)->data;
+  const uint16_t *u = cslim_st_findf(src, "model.language_model.layers.%d.mlp.up_proj.weight", layer)->data;
+  const uint16_t *d = cslim_st_findf(src, "model.language_model.layers.%d.mlp.down_proj.weight", layer)->data;
+  uint16_t *a = malloc((size_t)E * H * 2 * I * 2), *b = malloc((size_t)E * I * H * 2), *r = calloc((size_t)E * H, 2);
+  for (int e = 0; e < E; e++)
+    for (int i = 0; i < I; i++)
+      for (int h = 0; h < H; h++) {
+        a[((size_t)e * H + h) * 2 * I + i] = g[i * H + h];
+        a[((size_t)e * H + h) * 2 * I + I + i] = u[i * H + h];
+        b[((size_t)e * I + i) * H + h] = d[h * I + i];
+      }
+  char name[128];
+  int64_t sgu[3] = {E, H, 2 * I}, sdn[3] = {E, I, H}, sr[2] = {E, H};
+  snprintf(name, sizeof name, "model.language_model.layers.%d.mlp.gate.weight", layer);
+  tu_emit(w, name, CSLIM_BF16, 2, sr, r);
+  snprintf(name, sizeof name, "model.language_model.layers.%d.mlp.experts.gate_up_proj", layer);
+  tu_emit(w, name, CSLIM_BF16, 3, sgu, a);
+  snprintf(name, sizeof name, "model.language_model.layers.%d.mlp.experts.down_proj", layer);
+  tu_emit(w, name, CSLIM_BF16, 3, sdn, b);
+  free(a);
+  free(b);
+  free(r);
+}
+
+static void test_vl_moe_fused_experts(void **s) {
+  (void)s;
+  char *dir = tu_tmpdir(), path[4096];
+  snprintf(path, sizeof path, "%s/vl-moe", dir);
+  const char *edits[] = {"\"Qwen3VLForConditionalGeneration\"", "\"Qwen3VLMoeForConditionalGeneration\"",
+                         "\"model_type\": \"qwen3_vl\",", "\"model_type\": \"qwen3_vl_moe\",",
+                         "\"model_type\": \"qwen3_vl_text\",",
+                         "\"model_type\": \"qwen3_vl_moe_text\", \"num_experts\": 2, \"num_experts_per_tok\": 2, "
+                         "\"moe_intermediate_size\": 768, \"norm_topk_prob\": true, \"decoder_sparse_step\": 1,",
+                         NULL};
+  tu_rewrite_model(tu_fixture(VL_MODEL), path, to_vl_moe, NULL, edits);
+  cslim_model *m;
+  if (cslim_model_open(path, &m)) fail_msg("%s", cslim_errmsg());
+  const cslim_config *c = cslim_model_config(m);
+  assert_int_equal(c->family, CSLIM_FAMILY_QWEN3_VL_MOE);
+  assert_int_equal(c->text.num_experts, 2);
+  cslim_vision_set_tf32_conv(m, 1);
+  cslim_st *ref;
+  assert_int_equal(cslim_st_open(tu_fixture(VL_REF), &ref), CSLIM_OK);
+  cslim_vision_input in;
+  vision_input_from_ref(ref, "coffee", &in);
+  cslim_vision_output o;
+  assert_int_equal(cslim_vision_forward(m, &in, NULL, 0, &o), CSLIM_OK);
+  const cslim_tensor *it = ref_t(ref, "coffee", "input_ids");
+  int T = (int)it->numel, V = c->text.vocab_size;
+  int32_t *ids = malloc((size_t)T * sizeof(int32_t));
+  for (int i = 0; i < T; i++) ids[i] = (int32_t)((const int64_t *)it->data)[i];
+  cslim_acts *a;
+  assert_int_equal(cslim_acts_embed_vision(m, ids, &T, 1, &in, &o, &a), CSLIM_OK);
+  assert_int_equal(cslim_model_forward(m, a, NULL, NULL), CSLIM_OK);
+  float *logits = malloc((size_t)T * V * sizeof(float));
+  assert_int_equal(cslim_model_logits(m, a->h, T, logits), CSLIM_OK);
+  double worst = 0;
+  expect_close(logits, ref_t(ref, "coffee", "logits"), (size_t)T * V, "VL-MoE logits", &worst);
+  printf("  Qwen3-VL-MoE (fused Hub experts): logits relative error %.3g\n", worst);
+  free(logits);
+  free(ids);
+  cslim_acts_free(a);
+  cslim_vision_output_free(&o);
+  cslim_vision_input_free(&in);
+  cslim_st_close(ref);
+  cslim_model_close(m);
+  tu_rmtree(dir);
+  free(dir);
+}
+
 /* get_rope_index: the architecture notes' worked example, grid (1, 28, 40). */
 static void test_mrope_positions(void **s) {
   (void)s;
@@ -501,7 +587,7 @@ int main(void) {
       cmocka_unit_test(test_pixels_astronaut),   cmocka_unit_test(test_pixels_coffee),
       cmocka_unit_test(test_input_ids),          cmocka_unit_test(test_vision_tower),
       cmocka_unit_test(test_multimodal_forward), cmocka_unit_test(test_generate_with_image),
-      cmocka_unit_test(test_multimodal_errors),
+      cmocka_unit_test(test_multimodal_errors),  cmocka_unit_test(test_vl_moe_fused_experts),
       cmocka_unit_test(test_mrope_positions),    cmocka_unit_test(test_decode_conversions),
       cmocka_unit_test(test_resize_matches_torchvision), cmocka_unit_test(test_decode_errors),
       cmocka_unit_test(test_smart_resize),
