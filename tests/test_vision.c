@@ -30,6 +30,15 @@ static const cslim_tensor *ref_t(cslim_st *ref, const char *p, const char *what)
   return t;
 }
 
+/* P.input_ids as int32 (caller frees); *T receives the length. */
+static int32_t *ref_ids(cslim_st *ref, const char *p, int *T) {
+  const cslim_tensor *it = ref_t(ref, p, "input_ids");
+  *T = (int)it->numel;
+  int32_t *ids = malloc((size_t)*T * sizeof(int32_t));
+  for (int i = 0; i < *T; i++) ids[i] = (int32_t)((const int64_t *)it->data)[i];
+  return ids;
+}
+
 static void ref_grid(cslim_st *ref, const char *p, int grid[3]) {
   const cslim_tensor *g = ref_t(ref, p, "image_grid_thw");
   for (int k = 0; k < 3; k++) grid[k] = (int)((const int64_t *)g->data)[k];
@@ -199,10 +208,8 @@ static void test_multimodal_forward(void **s) {
     vision_input_from_ref(ref, p, &in);
     cslim_vision_output o;
     assert_int_equal(cslim_vision_forward(m, &in, NULL, 0, &o), CSLIM_OK);
-    const cslim_tensor *it = ref_t(ref, p, "input_ids");
-    int T = (int)it->numel;
-    int32_t *ids = malloc((size_t)T * sizeof(int32_t));
-    for (int i = 0; i < T; i++) ids[i] = (int32_t)((const int64_t *)it->data)[i];
+    int T;
+    int32_t *ids = ref_ids(ref, p, &T);
     cslim_acts *a;
     if (cslim_acts_embed_vision(m, ids, &T, 1, &in, &o, &a)) fail_msg("%s", cslim_errmsg());
     float **hid = malloc((size_t)(L + 1) * sizeof(float *));
@@ -248,10 +255,8 @@ static void test_generate_with_image(void **s) {
   for (int k = 0; k < 2; k++) {
     cslim_vision_input in;
     vision_input_from_ref(ref, PROMPTS[k], &in);
-    const cslim_tensor *it = ref_t(ref, PROMPTS[k], "input_ids");
-    int T = (int)it->numel;
-    int32_t *ids = malloc((size_t)T * sizeof(int32_t));
-    for (int i = 0; i < T; i++) ids[i] = (int32_t)((const int64_t *)it->data)[i];
+    int T;
+    int32_t *ids = ref_ids(ref, PROMPTS[k], &T);
     cslim_generate_opts o = {16, NULL, 0, NULL, NULL, &in};
     cslim_ids out = {0};
     if (cslim_generate(m, ids, T, &o, &out)) fail_msg("%s", cslim_errmsg());
@@ -277,11 +282,10 @@ static void test_multimodal_errors(void **s) {
   vision_input_from_ref(ref, "astronaut", &in);
   cslim_vision_output o;
   assert_int_equal(cslim_vision_forward(m, &in, NULL, 0, &o), CSLIM_OK);
-  const cslim_tensor *it = ref_t(ref, "astronaut", "input_ids");
-  int T = (int)it->numel - 1;
+  int T;
+  int32_t *src = ref_ids(ref, "astronaut", &T);
+  T--; /* one <|image_pad|> fewer */
   int32_t *ids = malloc((size_t)T * sizeof(int32_t));
-  int32_t *src = malloc((size_t)(T + 1) * sizeof(int32_t));
-  for (int i = 0; i <= T; i++) src[i] = (int32_t)((const int64_t *)it->data)[i];
   /* drop one <|image_pad|> */
   int j = 0, dropped = 0;
   for (int i = 0; i <= T; i++) {
@@ -376,10 +380,8 @@ static void test_vl_moe_fused_experts(void **s) {
   vision_input_from_ref(ref, "coffee", &in);
   cslim_vision_output o;
   assert_int_equal(cslim_vision_forward(m, &in, NULL, 0, &o), CSLIM_OK);
-  const cslim_tensor *it = ref_t(ref, "coffee", "input_ids");
-  int T = (int)it->numel, V = c->text.vocab_size;
-  int32_t *ids = malloc((size_t)T * sizeof(int32_t));
-  for (int i = 0; i < T; i++) ids[i] = (int32_t)((const int64_t *)it->data)[i];
+  int T, V = c->text.vocab_size;
+  int32_t *ids = ref_ids(ref, "coffee", &T);
   cslim_acts *a;
   assert_int_equal(cslim_acts_embed_vision(m, ids, &T, 1, &in, &o, &a), CSLIM_OK);
   assert_int_equal(cslim_model_forward(m, a, NULL, NULL), CSLIM_OK);

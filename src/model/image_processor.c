@@ -131,12 +131,6 @@ cslim_status cslim_image_processor_load(const char *model_dir, const cslim_visio
   return CSLIM_OK;
 }
 
-/* Python's round(): halves to even */
-static double round_half_even(double x) {
-  double r = nearbyint(x); /* default rounding mode: to nearest, ties to even */
-  return r;
-}
-
 cslim_status cslim_smart_resize(const cslim_image_processor *p, int height, int width, int *out_h, int *out_w) {
   if (height <= 0 || width <= 0) return cslim_error(CSLIM_ERR_INVALID, "image size %dx%d", width, height);
   const double factor = (double)p->patch_size * p->merge_size;
@@ -145,7 +139,8 @@ cslim_status cslim_smart_resize(const cslim_image_processor *p, int height, int 
   if (ratio > 200)
     return cslim_error(CSLIM_ERR_UNSUPPORTED, "image %dx%d: aspect ratio %.1f is beyond the limit of 200", width,
                        height, ratio);
-  double h = round_half_even(H / factor) * factor, w = round_half_even(W / factor) * factor;
+  /* Python's round(): nearbyint in the default mode rounds halves to even */
+  double h = nearbyint(H / factor) * factor, w = nearbyint(W / factor) * factor;
   if (h * w > (double)p->max_pixels) {
     double beta = sqrt(H * W / (double)p->max_pixels);
     h = fmax(factor, floor(H / beta / factor) * factor);
