@@ -128,7 +128,7 @@ int cmd_forward(int argc, char **argv) {
       {"model_path", CLI_STR, &model_path, "DIR", "model directory", 1, 0},
       {"inputs", CLI_STR, &inputs, "IN",
        "safetensors file with input_ids int64 [B, T] (and, for Qwen3-VL, pixel_values + image_grid_thw)", 0, 0},
-      {"image", CLI_LIST, &images, "FILE...", "Qwen3-VL: build the input from images (PNG/JPEG) and --prompt", 0, 0},
+      {"image", CLI_LIST, &images, "FILE", "Qwen3-VL: build the input from images (PNG/JPEG) and --prompt", 0, 0},
       {"prompt", CLI_STR, &prompt, "S", "with --image: the user's text after the images", 0, 0},
       {"system", CLI_STR, &system, "S", "with --image: a system turn", 0, 0},
       {"output", CLI_STR, &output, "OUT", "safetensors file to write (logits float32 [B, T, V])", 1, 0},

@@ -46,7 +46,7 @@ int cmd_generate(int argc, char **argv) {
   cli_opt opts[] = {
       {"model_path", CLI_STR, &model_path, "DIR", "model directory", 1, 0},
       {"prompt", CLI_STR, &prompt, "S", "the prompt text", 1, 0},
-      {"image", CLI_LIST, &images, "FILE...", "Qwen3-VL: images (PNG/JPEG) placed before the prompt; implies --chat", 0,
+      {"image", CLI_LIST, &images, "FILE", "Qwen3-VL: images (PNG/JPEG) placed before the prompt; implies --chat", 0,
        0},
       {"chat", CLI_BOOL, &chat, NULL, "wrap the prompt in the chat template (user turn + generation prompt)", 0, 0},
       {"system", CLI_STR, &system, "S", "with --chat: a system turn", 0, 0},
