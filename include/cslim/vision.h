@@ -76,6 +76,15 @@ cslim_status cslim_mrope_positions(const cslim_config *c, const int32_t *ids, in
 cslim_status cslim_acts_embed_vision(cslim_model *m, const int32_t *ids, const int *lens, int n_seqs,
                                      const cslim_vision_input *in, cslim_vision_output *vis, cslim_acts **out);
 
+/* What turns images and text into a Qwen3-VL prompt: the model's image
+ * processor and chat style. `cfg` is the model's config, or NULL to read
+ * DIR/config.json; a model without a vision tower is an error. */
+typedef struct cslim_prompter {
+  cslim_image_processor proc;
+  cslim_chat_style style;
+} cslim_prompter;
+cslim_status cslim_prompter_load(const char *model_dir, const cslim_config *cfg, cslim_prompter *out);
+
 /* A user turn of images then text, as transformers' processor and the chat
  * template make it: each image loaded and run through the processor
  * (appended to *in), the template rendered with each image's <|image_pad|>
@@ -89,8 +98,7 @@ typedef struct cslim_vision_prompt {
   int add_generation_prompt;
   int enable_thinking;
 } cslim_vision_prompt;
-cslim_status cslim_vision_prompt_build(cslim_tokenizer *tok, cslim_chat_style style,
-                                       const cslim_image_processor *p, const cslim_vision_prompt *vp,
+cslim_status cslim_vision_prompt_build(cslim_tokenizer *tok, const cslim_prompter *pr, const cslim_vision_prompt *vp,
                                        cslim_ids *ids, cslim_vision_input *in);
 
 #ifdef __cplusplus

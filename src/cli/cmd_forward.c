@@ -173,18 +173,13 @@ int cmd_forward(int argc, char **argv) {
     }
   } else {
     cslim_tokenizer *tok = NULL;
-    cslim_config cfg;
-    cslim_chat_style style;
-    cslim_image_processor proc;
+    cslim_prompter pr;
     cslim_ids pids = {0};
-    rc = cslim_config_load(model_path, &cfg);
-    if (!rc && !cfg.has_vision)
-      rc = cslim_error(CSLIM_ERR_INVALID, "--image: %s (%s) takes no images", model_path, cfg.architecture);
+    rc = cslim_prompter_load(model_path, NULL, &pr);
+    if (rc) cslim_error_context("--image");
     if (!rc) rc = cslim_tokenizer_load(model_path, &tok);
-    if (!rc) rc = cslim_chat_detect(model_path, &style);
-    if (!rc) rc = cslim_image_processor_load(model_path, &cfg.vision, &proc);
     cslim_vision_prompt vp = {images.v, images.n, prompt, system, 1, 1};
-    if (!rc) rc = cslim_vision_prompt_build(tok, style, &proc, &vp, &pids, &vin);
+    if (!rc) rc = cslim_vision_prompt_build(tok, &pr, &vp, &pids, &vin);
     B = 1;
     T = (int)pids.n;
     ids = pids.v;

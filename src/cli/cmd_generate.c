@@ -73,16 +73,11 @@ int cmd_generate(int argc, char **argv) {
   cslim_vision_input vin = {0};
   if (images.n) {
     /* images: the processor and the template with each image's pad count */
-    cslim_chat_style style;
-    cslim_config cfg;
-    cslim_image_processor proc;
-    rc = cslim_config_load(model_path, &cfg);
-    if (!rc && !cfg.has_vision)
-      rc = cslim_error(CSLIM_ERR_INVALID, "--image: %s (%s) takes no images", model_path, cfg.architecture);
-    if (!rc) rc = cslim_chat_detect(model_path, &style);
-    if (!rc) rc = cslim_image_processor_load(model_path, &cfg.vision, &proc);
+    cslim_prompter pr;
+    rc = cslim_prompter_load(model_path, NULL, &pr);
+    if (rc) cslim_error_context("--image");
     cslim_vision_prompt vp = {images.v, images.n, prompt, system, 1, think};
-    if (!rc) rc = cslim_vision_prompt_build(tok, style, &proc, &vp, &ids, &vin);
+    if (!rc) rc = cslim_vision_prompt_build(tok, &pr, &vp, &ids, &vin);
   } else if (chat) {
     cslim_chat_style style;
     rc = cslim_chat_detect(model_path, &style);

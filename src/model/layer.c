@@ -125,11 +125,11 @@ void cslim_linear_release(cslim_model *m, cslim_linear *l) {
 
 /* ---- loading -------------------------------------------------------------------------- */
 
-static cslim_status setup_linear(cslim_model *m, cslim_linear *l, int layer, const char *what, int out, int in,
-                                 int load_bias, int slot) {
-  char rest[160], name[192];
-  snprintf(rest, sizeof rest, "layers.%d.%s", layer, what);
-  cslim_model_tensor_name(m, rest, l->name, sizeof l->name);
+cslim_status cslim_linear_setup(cslim_model *m, cslim_linear *l, const char *module, int out, int in, int load_bias,
+                                int slot) {
+  char name[192];
+  memset(l, 0, sizeof *l);
+  snprintf(l->name, sizeof l->name, "%s", module);
   snprintf(name, sizeof name, "%s.weight", l->name);
   l->src = cslim_st_find(m->st, name);
   if (!l->src) return cslim_error(CSLIM_ERR_FORMAT, "%s: tensor '%s' is missing", m->path, name);
@@ -144,6 +144,14 @@ static cslim_status setup_linear(cslim_model *m, cslim_linear *l, int layer, con
     if (rc) return rc;
   }
   return cslim_linear_materialize(m, l);
+}
+
+static cslim_status setup_linear(cslim_model *m, cslim_linear *l, int layer, const char *what, int out, int in,
+                                 int load_bias, int slot) {
+  char rest[160], module[128];
+  snprintf(rest, sizeof rest, "layers.%d.%s", layer, what);
+  cslim_model_tensor_name(m, rest, module, sizeof module);
+  return cslim_linear_setup(m, l, module, out, in, load_bias, slot);
 }
 
 static cslim_status setup_experts(cslim_model *m, cslim_layer *l) {
@@ -236,7 +244,7 @@ cslim_status cslim_layer_load(cslim_model *m, int index, cslim_layer **out) {
   return CSLIM_OK;
 }
 
-static void free_linear(cslim_model *m, cslim_linear *l) {
+void cslim_linear_dispose(cslim_model *m, cslim_linear *l) {
   if (l->w || l->src || l->impl) cslim_linear_release(m, l);
   free(l->b);
   l->b = NULL;
@@ -249,8 +257,8 @@ void cslim_layer_free(cslim_model *m, cslim_layer *l) {
   free(l->q_norm);
   free(l->k_norm);
   cslim_linear *all[] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down, &l->router};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_linear(m, all[i]);
-  for (int i = 0; i < 3 * l->n_experts; i++) free_linear(m, &l->experts[i]);
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) cslim_linear_dispose(m, all[i]);
+  for (int i = 0; i < 3 * l->n_experts; i++) cslim_linear_dispose(m, &l->experts[i]);
   free(l->experts);
   free(l);
 }

@@ -34,6 +34,12 @@ struct cslim_kv_cache {
 cslim_qtype cslim_model_linear_type(const cslim_model *m, const char *lin);
 
 /* src/model/layer.c */
+/* A Linear reading "<module>.weight" ([out, in], plain layout) and, with
+ * load_bias, "<module>.bias"; its weight materialised. */
+cslim_status cslim_linear_setup(cslim_model *m, cslim_linear *l, const char *module, int out, int in, int load_bias,
+                                int slot);
+/* Release a Linear's weight, kernel and bias. */
+void cslim_linear_dispose(cslim_model *m, cslim_linear *l);
 /* cslim_layer_forward, also copying the layer's output — before the deepstack
  * features are added, as transformers records hidden states — to `output`
  * when not NULL. */

@@ -98,9 +98,23 @@ cslim_status cslim_acts_embed_vision(cslim_model *m, const int32_t *ids, const i
   return CSLIM_OK;
 }
 
-cslim_status cslim_vision_prompt_build(cslim_tokenizer *tok, cslim_chat_style style,
-                                       const cslim_image_processor *p, const cslim_vision_prompt *vp,
+cslim_status cslim_prompter_load(const char *model_dir, const cslim_config *cfg, cslim_prompter *out) {
+  cslim_config own;
+  cslim_status rc = CSLIM_OK;
+  if (!cfg) {
+    if ((rc = cslim_config_load(model_dir, &own))) return rc;
+    cfg = &own;
+  }
+  if (!cfg->has_vision)
+    return cslim_error(CSLIM_ERR_INVALID, "%s (%s) takes no images", model_dir, cfg->architecture);
+  rc = cslim_image_processor_load(model_dir, &cfg->vision, &out->proc);
+  if (!rc) rc = cslim_chat_detect(model_dir, &out->style);
+  return rc;
+}
+
+cslim_status cslim_vision_prompt_build(cslim_tokenizer *tok, const cslim_prompter *pr, const cslim_vision_prompt *vp,
                                        cslim_ids *ids, cslim_vision_input *in) {
+  const cslim_image_processor *p = &pr->proc;
   int *pads = calloc((size_t)(vp->n_images > 0 ? vp->n_images : 1), sizeof(int));
   if (!pads) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   cslim_status rc = CSLIM_OK;
@@ -115,7 +129,7 @@ cslim_status cslim_vision_prompt_build(cslim_tokenizer *tok, cslim_chat_style st
   if (!rc) {
     cslim_chat c = {vp->system, vp->text ? vp->text : "", vp->n_images, pads, vp->add_generation_prompt,
                     vp->enable_thinking};
-    rc = cslim_chat_render(style, &c, &text);
+    rc = cslim_chat_render(pr->style, &c, &text);
   }
   if (!rc) rc = cslim_tokenizer_encode(tok, text, strlen(text), ids);
   free(text);

@@ -87,30 +87,6 @@ typedef struct vis_merger {
   cslim_linear fc1, fc2;
 } vis_merger;
 
-static cslim_status vis_linear(cslim_model *m, cslim_linear *l, const char *module, int out, int in) {
-  memset(l, 0, sizeof *l);
-  char name[192];
-  snprintf(l->name, sizeof l->name, "%s", module);
-  snprintf(name, sizeof name, "%s.weight", module);
-  l->src = cslim_st_find(m->st, name);
-  if (!l->src) return cslim_error(CSLIM_ERR_FORMAT, "%s: tensor '%s' is missing", m->path, name);
-  l->in = in;
-  l->out = out;
-  l->layout = CSLIM_W_PLAIN;
-  l->expert = -1;
-  l->slot = -1;
-  snprintf(name, sizeof name, "%s.bias", module);
-  cslim_status rc = cslim_load_vector(m, name, out, &l->b);
-  if (!rc) rc = cslim_linear_materialize(m, l);
-  return rc;
-}
-
-static void vis_linear_free(cslim_model *m, cslim_linear *l) {
-  if (l->w || l->src || l->impl) cslim_linear_release(m, l);
-  free(l->b);
-  l->b = NULL;
-}
-
 static cslim_status load_vec(cslim_model *m, const char *module, const char *what, int n, float **out) {
   char name[192];
   snprintf(name, sizeof name, "%s.%s", module, what);
@@ -122,10 +98,10 @@ static void block_free(cslim_model *m, vis_block *b) {
   free(b->n1b);
   free(b->n2w);
   free(b->n2b);
-  vis_linear_free(m, &b->qkv);
-  vis_linear_free(m, &b->proj);
-  vis_linear_free(m, &b->fc1);
-  vis_linear_free(m, &b->fc2);
+  cslim_linear_dispose(m, &b->qkv);
+  cslim_linear_dispose(m, &b->proj);
+  cslim_linear_dispose(m, &b->fc1);
+  cslim_linear_dispose(m, &b->fc2);
   memset(b, 0, sizeof *b);
 }
 
@@ -142,7 +118,7 @@ static cslim_status block_load(cslim_model *m, int j, vis_block *b) {
 #define LIN(field, what, o, i)                                                                  \
   if (!rc) {                                                                                    \
     snprintf(sub, sizeof sub, "%s.%s", mod, what);                                             \
-    rc = vis_linear(m, &b->field, sub, o, i);                                                   \
+    rc = cslim_linear_setup(m, &b->field, sub, o, i, 1, -1);                                                   \
   }
   LIN(qkv, "attn.qkv", 3 * D, D)
   LIN(proj, "attn.proj", D, D)
@@ -156,8 +132,8 @@ static cslim_status block_load(cslim_model *m, int j, vis_block *b) {
 static void merger_free(cslim_model *m, vis_merger *g) {
   free(g->nw);
   free(g->nb);
-  vis_linear_free(m, &g->fc1);
-  vis_linear_free(m, &g->fc2);
+  cslim_linear_dispose(m, &g->fc1);
+  cslim_linear_dispose(m, &g->fc2);
   memset(g, 0, sizeof *g);
 }
 
@@ -173,9 +149,9 @@ static cslim_status merger_load(cslim_model *m, int k, vis_merger *g) {
   cslim_status rc = load_vec(m, mod, "norm.weight", nn, &g->nw);
   if (!rc) rc = load_vec(m, mod, "norm.bias", nn, &g->nb);
   snprintf(sub, sizeof sub, "%s.linear_fc1", mod);
-  if (!rc) rc = vis_linear(m, &g->fc1, sub, W, W);
+  if (!rc) rc = cslim_linear_setup(m, &g->fc1, sub, W, W, 1, -1);
   snprintf(sub, sizeof sub, "%s.linear_fc2", mod);
-  if (!rc) rc = vis_linear(m, &g->fc2, sub, v->out_hidden_size, W);
+  if (!rc) rc = cslim_linear_setup(m, &g->fc2, sub, v->out_hidden_size, W, 1, -1);
   if (rc) merger_free(m, g);
   return rc;
 }
@@ -418,7 +394,7 @@ cslim_status cslim_vision_forward(cslim_model *m, const cslim_vision_input *in, 
     cslim_linear pe;
     char mod[160];
     snprintf(mod, sizeof mod, "%spatch_embed.proj", m->vis_prefix);
-    rc = vis_linear(m, &pe, mod, D, PD);
+    rc = cslim_linear_setup(m, &pe, mod, D, PD, 1, -1);
     const float *pv = in->pixel_values;
     float *rounded = NULL;
     if (!rc && m->vis_tf32_conv) {
@@ -429,7 +405,7 @@ cslim_status cslim_vision_forward(cslim_model *m, const cslim_vision_input *in, 
     }
     if (!rc) rc = cslim_linear_forward(&pe, pv, N, x);
     free(rounded);
-    vis_linear_free(m, &pe);
+    cslim_linear_dispose(m, &pe);
   }
   if (!rc) rc = add_pos_embed(m, in, x);
   if (!rc) rc = rope2d_tables(m, in, &cos_t, &sin_t);

@@ -295,12 +295,11 @@ typedef struct layer_out {
 
 static cslim_status export_layer(qctx *c, cslim_exporter *ex);
 
-static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, layer_out *out,
-                                    cslim_quant_report *rep) {
-  cslim_layer *l = c->layer;
-  const cslim_quant_params *p = c->p;
-  cslim_status rc;
-  int E = l->is_moe ? l->n_experts : 0;
+/* Per-layer state: a slot per Linear (8 + 3 per expert), an observer per
+ * input group (5 + 2 per expert), token counts per expert; freed by
+ * layer_cleanup(). */
+static cslim_status layer_state_alloc(qctx *c) {
+  int E = c->layer->is_moe ? c->layer->n_experts : 0;
   c->n_slots = 8 + 3 * E;
   c->n_groups = 5 + 2 * E;
   c->lq = calloc((size_t)c->n_slots, sizeof *c->lq);
@@ -308,6 +307,16 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
   c->tokens = calloc((size_t)(E ? E : 1), sizeof(int));
   if (!c->lq || !c->g || !c->tokens) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   for (int i = 0; i < c->n_groups; i++) cslim_observer_init(&c->g[i].obs);
+  return CSLIM_OK;
+}
+
+static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, layer_out *out,
+                                    cslim_quant_report *rep) {
+  cslim_layer *l = c->layer;
+  const cslim_quant_params *p = c->p;
+  int E = l->is_moe ? l->n_experts : 0;
+  cslim_status rc = layer_state_alloc(c);
+  if (rc) return rc;
   c->need_moe_in = 0;
   for (int s = 0; s < c->n_slots; s++) {
     lin_q *q = &c->lq[s];
@@ -419,14 +428,9 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
 static cslim_status quantize_layer_data_free(qctx *c, cslim_exporter *ex, layer_out *out, cslim_quant_report *rep) {
   cslim_layer *l = c->layer;
   int E = l->is_moe ? l->n_experts : 0;
-  c->n_slots = 8 + 3 * E;
-  c->n_groups = 5 + 2 * E;
-  c->lq = calloc((size_t)c->n_slots, sizeof *c->lq);
-  c->g = calloc((size_t)c->n_groups, sizeof *c->g);
-  c->tokens = calloc((size_t)(E ? E : 1), sizeof(int));
-  if (!c->lq || !c->g || !c->tokens) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  cslim_status rc = layer_state_alloc(c);
+  if (rc) return rc;
   double t0 = cslim_now();
-  cslim_status rc = CSLIM_OK;
   double num = 0, den = 0;
   for (int s = 0; s < c->n_slots && !rc; s++) {
     lin_q *q = &c->lq[s];
@@ -761,23 +765,10 @@ static void calib_free(calib_set *s) {
   memset(s, 0, sizeof *s);
 }
 
-/* How image samples become prompts: the model's processor and chat style. */
-typedef struct image_prompts {
-  int on; /* the model has a vision tower */
-  cslim_image_processor proc;
-  cslim_chat_style style;
-} image_prompts;
 
-static cslim_status image_prompts_init(cslim_model *m, image_prompts *ip) {
-  memset(ip, 0, sizeof *ip);
-  if (!m->cfg.has_vision) return CSLIM_OK;
-  ip->on = 1;
-  cslim_status rc = cslim_image_processor_load(m->path, &m->cfg.vision, &ip->proc);
-  if (!rc) rc = cslim_chat_detect(m->path, &ip->style);
-  return rc;
-}
 
-static cslim_status tokenize_samples(cslim_tokenizer *tok, const image_prompts *ip, const cslim_dataset *ds,
+/* pr: how image samples become prompts; NULL for a model without a vision tower */
+static cslim_status tokenize_samples(cslim_tokenizer *tok, const cslim_prompter *pr, const cslim_dataset *ds,
                                      size_t first, size_t count, int max_len, calib_set *out) {
   memset(out, 0, sizeof *out);
   out->lens = calloc(count ? count : 1, sizeof(int));
@@ -785,7 +776,7 @@ static cslim_status tokenize_samples(cslim_tokenizer *tok, const image_prompts *
   cslim_status rc = out->lens ? CSLIM_OK : cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   for (size_t i = first; i < first + count && !rc; i++) {
     const cslim_sample *s = &ds->samples[i];
-    if (s->image && !ip->on) {
+    if (s->image && !pr) {
       rc = cslim_error(CSLIM_ERR_UNSUPPORTED, "%s: sample %zu has an image, and this model has no vision tower",
                        ds->source, i + 1);
       break;
@@ -796,7 +787,7 @@ static cslim_status tokenize_samples(cslim_tokenizer *tok, const image_prompts *
        * inside the image's pad run would orphan its embeddings) */
       const char *img[1] = {s->image};
       cslim_vision_prompt vp = {img, 1, s->text, NULL, 1, 1};
-      rc = cslim_vision_prompt_build(tok, ip->style, &ip->proc, &vp, &ids, &out->vin);
+      rc = cslim_vision_prompt_build(tok, pr, &vp, &ids, &out->vin);
     } else {
       rc = cslim_tokenizer_encode(tok, s->text, strlen(s->text), &ids);
     }
@@ -879,10 +870,11 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
       nh = nh < ds->n ? nh : ds->n;
       h0 = ds->n - nh;
     }
-    image_prompts ip;
-    rc = image_prompts_init(m, &ip);
-    if (!rc) rc = tokenize_samples(tok, &ip, ds, 0, nc, p->calib_seq_len, &cal);
-    if (!rc && nh) rc = tokenize_samples(tok, &ip, ds, h0, nh, p->calib_seq_len, &hold);
+    cslim_prompter pr;
+    const cslim_prompter *prp = m->cfg.has_vision ? &pr : NULL;
+    if (prp) rc = cslim_prompter_load(m->path, &m->cfg, &pr);
+    if (!rc) rc = tokenize_samples(tok, prp, ds, 0, nc, p->calib_seq_len, &cal);
+    if (!rc && nh) rc = tokenize_samples(tok, prp, ds, h0, nh, p->calib_seq_len, &hold);
   }
   if (!rc) rc = cslim_staging_open(p->save_path, p->overwrite, &sg);
   cslim_export_opts eo = {0};
