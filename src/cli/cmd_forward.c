@@ -55,6 +55,18 @@ static cslim_status write_outputs(const char *path, const out_list *o) {
   return cslim_staging_commit_file(sg, "out.safetensors");
 }
 
+/* Element i of an int64 or int32 tensor (the caller checked the dtype). */
+static int64_t int_at(const cslim_tensor *t, int64_t i) {
+  if (t->dtype == CSLIM_I64) {
+    int64_t v;
+    memcpy(&v, (const char *)t->data + 8 * i, 8);
+    return v;
+  }
+  int32_t v;
+  memcpy(&v, (const char *)t->data + 4 * i, 4);
+  return v;
+}
+
 /* pixel_values [N, D] float and image_grid_thw [n, 3] int, when the inputs
  * file has them (both or neither). */
 static cslim_status read_images(cslim_st *st, const char *path, cslim_vision_input *in) {
@@ -72,13 +84,7 @@ static cslim_status read_images(cslim_st *st, const char *path, cslim_vision_inp
   cslim_status rc = grid && rows ? CSLIM_OK : cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   for (int i = 0; i < n && !rc; i++)
     for (int k = 0; k < 3; k++) {
-      int64_t v;
-      if (g->dtype == CSLIM_I64) memcpy(&v, (const char *)g->data + 8 * (3 * i + k), 8);
-      else {
-        int32_t v32;
-        memcpy(&v32, (const char *)g->data + 4 * (3 * i + k), 4);
-        v = v32;
-      }
+      int64_t v = int_at(g, 3 * i + k);
       if (v <= 0 || v > 65536) rc = cslim_error(CSLIM_ERR_FORMAT, "%s: image_grid_thw[%d] is out of range", path, i);
       grid[i][k] = (int)v;
     }
@@ -104,17 +110,7 @@ static cslim_status read_ids(cslim_st *st, const char *path, int32_t **ids, int 
     *B = t->ndim == 2 ? (int)t->shape[0] : 1;
     *T = (int)t->shape[t->ndim - 1];
     *ids = malloc((size_t)t->numel * sizeof(int32_t));
-    for (int64_t i = 0; i < t->numel; i++) {
-      int64_t v;
-      if (t->dtype == CSLIM_I64)
-        memcpy(&v, (const char *)t->data + 8 * i, 8);
-      else {
-        int32_t v32;
-        memcpy(&v32, (const char *)t->data + 4 * i, 4);
-        v = v32;
-      }
-      (*ids)[i] = (int32_t)v;
-    }
+    for (int64_t i = 0; i < t->numel; i++) (*ids)[i] = (int32_t)int_at(t, i);
   }
   return rc;
 }
