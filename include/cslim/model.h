@@ -67,6 +67,7 @@ typedef struct cslim_layer {
   int index;
   int is_moe;
   float *input_norm, *post_norm; /* [hidden] */
+  float *input_norm_b, *post_norm_b; /* [hidden] RMSNorm + bias (smoothing shifts), or NULL */
   float *q_norm, *k_norm;        /* [head_dim] */
   cslim_linear q, k, v, o;
   cslim_linear gate, up, down;   /* dense MLP (unused when is_moe) */

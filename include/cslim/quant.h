@@ -6,6 +6,7 @@
 
 #include "cslim/model.h"
 #include "cslim/scheme.h"
+#include "cslim/transform.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -128,6 +129,18 @@ typedef struct cslim_quant_params {
   int legacy_names;         /* quant_model_weight_<type>*.safetensors (the v0 saver) */
   int mindie_format;        /* legacy description name + config.json "quantize" */
   int overwrite;
+  /* function-preserving transforms before quantization (cslim/transform.h) */
+  cslim_anti_method anti_method; /* outlier suppression (default none) */
+  double anti_alpha;        /* migration strength α of m1 / m4 (default 0.5) */
+  const char *anti_data;    /* statistics set for the smoothing (default: the calibration samples) */
+  int anti_samples;         /* samples of anti_data used (0 = all) */
+  int anti_tokens;          /* rows of each subgraph's input the m2 / m6 searches score on (default 512) */
+  int rot;                  /* QuaRot: Hadamard rotation of the residual stream */
+  int rot_block_size;       /* <= 0: one rotation of the whole hidden size; else block-diagonal */
+  cslim_rot_mode rot_mode;
+  uint64_t rot_seed;        /* random signs of the rotation (default 1234) */
+  cslim_dtype save_dtype;   /* --quant_type float: dtype of the written tensors (default: the model's) */
+  int save_dtype_set;
 } cslim_quant_params;
 
 void cslim_quant_params_default(cslim_quant_params *p);
@@ -140,7 +153,7 @@ typedef struct cslim_quant_layer_stats {
 } cslim_quant_layer_stats;
 
 typedef struct cslim_quant_report {
-  double seconds, t_read, t_forward, t_stats, t_write, t_verify;
+  double seconds, t_read, t_forward, t_stats, t_write, t_verify, t_transform;
   uint64_t peak_rss, bytes_read, bytes_written;
   int calib_tokens, calib_samples;
   cslim_qtype model_quant_type;

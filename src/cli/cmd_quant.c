@@ -50,6 +50,9 @@ static void print_report(const cslim_quant_params *p, const cslim_quant_report *
   for (int t = 0; t < CSLIM_QT_COUNT; t++)
     if (r->n_linear[t]) printf(" %d %s", r->n_linear[t], cslim_scheme_get((cslim_qtype)t)->label);
   printf("\n  calibration: %d samples, %d tokens\n", r->calib_samples, r->calib_tokens);
+  if (p->anti_method || p->rot)
+    printf("  transforms: %s%s%s (%.2f s)\n", p->rot ? "QuaRot" : "", p->rot && p->anti_method ? " + " : "",
+           p->anti_method ? cslim_anti_method_name(p->anti_method) : "", r->t_transform);
   printf("  time %.2f s (read %.2f, forward %.2f, statistics %.2f, write %.2f, check %.2f); peak RSS %.0f MB; "
          "read %.1f MB, wrote %.1f MB\n",
          r->seconds, r->t_read, r->t_forward, r->t_stats, r->t_write, r->t_verify, (double)r->peak_rss / 1e6,
@@ -108,6 +111,8 @@ int cmd_quant(int argc, char **argv) {
   cslim_quant_params p;
   cslim_quant_params_default(&p);
   const char *quant_type = "w8a8", *w_method = NULL, *mix_cfg = NULL, *device = "cpu";
+  const char *anti_method = NULL, *rot_mode = "hadamard", *save_dtype = NULL;
+  int rot_seed = 1234;
   cli_list disable = {0}, exclude = {0};
   cli_opt opts[] = {
       {"model_path", CLI_STR, &p.model_path, "DIR", "float model (Hugging Face layout)", 1, 0},
@@ -132,6 +137,23 @@ int cmd_quant(int argc, char **argv) {
       {"quantize_vision", CLI_BOOL, &p.quantize_vision, NULL,
        "Qwen3-VL: quantize the vision tower's Linears too (default: kept float unless a mix_cfg pattern names them)",
        0, 0},
+      {"anti_method", CLI_STR, &anti_method, "M",
+       "outlier suppression before quantizing: m1 SmoothQuant, m2 OS+ (shift + searched scale), m4 iterative "
+       "smooth, m6 flex smooth (alpha/beta search)", 0, 0},
+      {"alpha", CLI_DOUBLE, &p.anti_alpha, "A", "migration strength of m1 / m4 (default 0.5)", 0, 0},
+      {"anti_data", CLI_STR, &p.anti_data, "F|DIR",
+       "statistics set for --anti_method (default: the calibration samples)", 0, 0},
+      {"anti_batch_size", CLI_INT, &p.anti_samples, "N", "samples of the anti-outlier set used (default: all)", 0, 0},
+      {"anti_tokens", CLI_INT, &p.anti_tokens, "N", "input rows the m2 / m6 searches score on (default 512)", 0, 0},
+      {"rot", CLI_BOOL, &p.rot, NULL, "QuaRot: fuse the norms and rotate the residual stream by a random Hadamard matrix",
+       0, 0},
+      {"rot_mode", CLI_STR, &rot_mode, "M", "hadamard (default) or block_shifted (block rotation, shift by half a "
+       "block, block rotation)", 0, 0},
+      {"rot_block_size", CLI_INT, &p.rot_block_size, "N", "block-diagonal rotation of N-sized blocks (default: one "
+       "block of the hidden size; 32 for block_shifted)", 0, 0},
+      {"rot_seed", CLI_INT, &rot_seed, "S", "seed of the rotation's random signs (default 1234)", 0, 0},
+      {"save_dtype", CLI_STR, &save_dtype, "T", "--quant_type float: bfloat16, float16 or float32 (default: the "
+       "model's)", 0, 0},
       {"overwrite", CLI_BOOL, &p.overwrite, NULL, "replace a non-empty save_path", 0, 0},
       {"device", CLI_STR, &device, "DEV", "cpu (default)", 0, 0},
       CLI_END,
@@ -159,6 +181,27 @@ int cmd_quant(int argc, char **argv) {
     else
       return cli_usage_error(&cmd, "--w_method: '%s' is not minmax or ssz", w_method);
   }
+  if (anti_method && cslim_anti_method_parse(anti_method, &p.anti_method) != 0)
+    return cli_usage_error(&cmd, "--anti_method: '%s' is not m1, m2, m4 or m6", anti_method);
+  if (!strcmp(rot_mode, "hadamard"))
+    p.rot_mode = CSLIM_ROT_HADAMARD;
+  else if (!strcmp(rot_mode, "block_shifted"))
+    p.rot_mode = CSLIM_ROT_BLOCK_SHIFTED;
+  else
+    return cli_usage_error(&cmd, "--rot_mode: '%s' is not hadamard or block_shifted", rot_mode);
+  p.rot_seed = (uint64_t)(unsigned)rot_seed;
+  if (save_dtype) {
+    if (!strcmp(save_dtype, "bfloat16") || !strcmp(save_dtype, "bf16"))
+      p.save_dtype = CSLIM_BF16;
+    else if (!strcmp(save_dtype, "float16") || !strcmp(save_dtype, "f16"))
+      p.save_dtype = CSLIM_F16;
+    else if (!strcmp(save_dtype, "float32") || !strcmp(save_dtype, "f32"))
+      p.save_dtype = CSLIM_F32;
+    else
+      return cli_usage_error(&cmd, "--save_dtype: '%s' is not bfloat16, float16 or float32", save_dtype);
+    p.save_dtype_set = 1;
+  }
+  if (p.anti_samples < 0 || p.anti_tokens < 1) return cli_usage_error(&cmd, "--anti_batch_size / --anti_tokens must be positive");
   if (strcmp(device, "cpu") != 0)
     return cli_usage_error(&cmd, "--device %s: this build calibrates on the CPU only", device);
   if (p.calib_seq_len < 0 || p.calib_samples < 0 || p.holdout < 0 || p.part_file_size < 0)

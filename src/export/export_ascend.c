@@ -7,6 +7,8 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,8 @@ struct cslim_exporter {
   /* declarations are kept until begin() */
   int64_t (*shapes)[CSLIM_MAX_DIMS];
   int *ndims;
+  float *rotation; /* QuaRot global rotation [rot_n][rot_n], or NULL */
+  int rot_n;
 };
 
 static cslim_status declare(cslim_exporter *e, const char *name, cslim_qtype label, cslim_dtype dt, int nd,
@@ -93,6 +97,7 @@ void cslim_exporter_free(cslim_exporter *e) {
   cslim_strmap_free(&e->by_name);
   free(e->dir);
   free(e->model_dir);
+  free(e->rotation);
   free(e);
 }
 
@@ -152,7 +157,9 @@ cslim_status cslim_exporter_begin(cslim_exporter *e) {
   e->model_type = cslim_model_quant_type(lc);
   char base[128], low[64];
   lower(cslim_scheme_get(e->model_type)->label, low, sizeof low);
-  if (e->o.saver == CSLIM_SAVER_V1)
+  if (e->o.saver == CSLIM_SAVER_HUB)
+    snprintf(base, sizeof base, "model");
+  else if (e->o.saver == CSLIM_SAVER_V1)
     snprintf(base, sizeof base, "quant_model_weights");
   else
     snprintf(base, sizeof base, "quant_model_weight_%s", low);
@@ -176,6 +183,43 @@ cslim_status cslim_exporter_put_f32(cslim_exporter *e, const char *name, const f
 
 cslim_status cslim_exporter_put_raw(cslim_exporter *e, const char *name, const void *data) {
   return cslim_st_writer_put(e->w, name, data);
+}
+
+cslim_status cslim_exporter_put_f32_range(cslim_exporter *e, const char *name, size_t off, size_t n,
+                                          const float *data) {
+  const ex_tensor *t = lookup(e, name);
+  if (!t) return cslim_error(CSLIM_ERR_INVALID, "exporter: '%s' was not declared", name);
+  size_t es = cslim_dtype_size(t->dtype);
+  void *buf = malloc(n * es + 1);
+  if (!buf) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  cslim_convert_from_f32(t->dtype, data, buf, n);
+  cslim_status rc = cslim_st_writer_put_range(e->w, name, (uint64_t)off * es, buf, (uint64_t)n * es);
+  free(buf);
+  return rc;
+}
+
+cslim_status cslim_exporter_set_rotation(cslim_exporter *e, const float *R, int n) {
+  free(e->rotation);
+  e->rotation = malloc((size_t)n * (size_t)n * sizeof(float));
+  if (!e->rotation) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  memcpy(e->rotation, R, (size_t)n * (size_t)n * sizeof(float));
+  e->rot_n = n;
+  return CSLIM_OK;
+}
+
+static cslim_status write_rotation(cslim_exporter *e) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/optional", e->dir);
+  if (mkdir(dir, 0755) && errno != EEXIST) return cslim_error(CSLIM_ERR_IO, "%s: cannot create it", dir);
+  cslim_st_writer *w = NULL;
+  int64_t shape[2] = {e->rot_n, e->rot_n};
+  cslim_status rc = cslim_st_writer_create(dir, "quarot", 0, &w);
+  if (!rc) rc = cslim_st_writer_declare(w, "global_rotation", CSLIM_F32, 2, shape);
+  if (!rc) rc = cslim_st_writer_begin(w);
+  if (!rc) rc = cslim_st_writer_put_f32(w, "global_rotation", e->rotation);
+  if (!rc) rc = cslim_st_writer_finish(w);
+  cslim_st_writer_free(w);
+  return rc;
 }
 
 cslim_status cslim_exporter_put_tensor(cslim_exporter *e, const char *name, const cslim_st *st,
@@ -344,7 +388,11 @@ static cslim_status write_description(cslim_exporter *e) {
     cJSON_AddStringToObject(d, "model_quant_type", mqt);
     cJSON_AddObjectToObject(d, "metadata");
     cJSON_AddNumberToObject(d, "group_size", e->o.group_size);
-    cJSON_AddObjectToObject(d, "optional");
+    cJSON *opt = cJSON_AddObjectToObject(d, "optional");
+    if (e->rotation) {
+      cJSON *map = cJSON_AddObjectToObject(cJSON_AddObjectToObject(opt, "quarot"), "rotation_map");
+      cJSON_AddStringToObject(map, "global_rotation", "optional/quarot.safetensors");
+    }
   }
   char *txt = cslim_json_dump(d, v1 ? 4 : 2);
   cJSON_Delete(d);
@@ -432,7 +480,8 @@ static cslim_status copy_other_files(cslim_exporter *e) {
 
 cslim_status cslim_exporter_finish(cslim_exporter *e) {
   cslim_status rc = cslim_st_writer_finish(e->w);
-  if (!rc) rc = write_description(e);
+  if (!rc && e->rotation) rc = write_rotation(e);
+  if (!rc && e->o.saver != CSLIM_SAVER_HUB) rc = write_description(e);
   if (!rc) rc = write_config(e);
   if (!rc) rc = copy_other_files(e);
   return rc;

@@ -10,7 +10,8 @@
 typedef enum cslim_saver {
   CSLIM_SAVER_V1 = 0, /* quant_model_weights*.safetensors, description indent 4 with version */
   CSLIM_SAVER_V0,     /* quant_model_weight_<type>*.safetensors, description indent 2 with version */
-  CSLIM_SAVER_MINDIE  /* v0 names, quant_model_description_<type>.json without version, config "quantize" */
+  CSLIM_SAVER_MINDIE, /* v0 names, quant_model_description_<type>.json without version, config "quantize" */
+  CSLIM_SAVER_HUB     /* a float checkpoint in the Hub's layout: model*.safetensors, no description */
 } cslim_saver;
 
 typedef struct cslim_export_opts {
@@ -48,6 +49,11 @@ cslim_qtype cslim_exporter_model_type(const cslim_exporter *e);
 /* Write a FLOAT tensor from float32 values, or raw bytes already in its dtype. */
 cslim_status cslim_exporter_put_f32(cslim_exporter *e, const char *name, const float *data);
 cslim_status cslim_exporter_put_raw(cslim_exporter *e, const char *name, const void *data);
+/* Elements [off, off+n) of a FLOAT tensor from float32 values (tensors written in pieces). */
+cslim_status cslim_exporter_put_f32_range(cslim_exporter *e, const char *name, size_t off, size_t n, const float *data);
+/* QuaRot's global rotation R [n][n]: optional/quarot.safetensors ("global_rotation",
+ * float32) and the description's "optional" entry, written by finish(). */
+cslim_status cslim_exporter_set_rotation(cslim_exporter *e, const float *R, int n);
 /* Write a FLOAT tensor from a source tensor: its bytes when the dtypes agree,
  * converted otherwise. */
 cslim_status cslim_exporter_put_tensor(cslim_exporter *e, const char *name, const cslim_st *st,

@@ -100,6 +100,14 @@ cslim_status cslim_linear_materialize(cslim_model *m, cslim_linear *l) {
     free(tmp);
   }
   l->w = w;
+  if (l->expert >= 0 && m->on_convert) {
+    cslim_status rc = m->on_convert(m->on_convert_ctx, l);
+    if (rc) {
+      free(l->w);
+      l->w = NULL;
+      return rc;
+    }
+  }
   /* the bf16 pages are not needed any more: keep RSS at the float32 copy */
   uint64_t off, len;
   src_range(l, &off, &len);
@@ -138,8 +146,8 @@ cslim_status cslim_linear_setup(cslim_model *m, cslim_linear *l, const char *mod
   l->layout = CSLIM_W_PLAIN;
   l->expert = -1;
   l->slot = slot;
-  if (load_bias) {
-    snprintf(name, sizeof name, "%s.bias", l->name);
+  snprintf(name, sizeof name, "%s.bias", l->name);
+  if (load_bias || cslim_st_find(m->st, name)) {
     cslim_status rc = cslim_load_vector(m, name, out, &l->b);
     if (rc) return rc;
   }
@@ -222,6 +230,13 @@ cslim_status cslim_layer_load(cslim_model *m, int index, cslim_layer **out) {
   VEC(q_norm, "self_attn.q_norm.weight", D)
   VEC(k_norm, "self_attn.k_norm.weight", D)
 #undef VEC
+  /* norm biases: written by smoothing with a shift (spec §3.9) */
+  static const char *nb[2] = {"input_layernorm.bias", "post_attention_layernorm.bias"};
+  for (int i = 0; i < 2 && !rc; i++) {
+    snprintf(rest, sizeof rest, "layers.%d.%s", index, nb[i]);
+    cslim_model_tensor_name(m, rest, name, sizeof name);
+    if (cslim_st_find(m->st, name)) rc = cslim_load_vector(m, name, H, i ? &l->post_norm_b : &l->input_norm_b);
+  }
   int ab = t->attention_bias;
   if (!rc) rc = setup_linear(m, &l->q, index, "self_attn.q_proj", Q, H, ab, 0);
   if (!rc) rc = setup_linear(m, &l->k, index, "self_attn.k_proj", KV, H, ab, 1);
@@ -254,6 +269,8 @@ void cslim_layer_free(cslim_model *m, cslim_layer *l) {
   if (!l) return;
   free(l->input_norm);
   free(l->post_norm);
+  free(l->input_norm_b);
+  free(l->post_norm_b);
   free(l->q_norm);
   free(l->k_norm);
   cslim_linear *all[] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down, &l->router};
@@ -320,6 +337,7 @@ static cslim_status attention_block(cslim_model *m, cslim_layer *l, cslim_acts *
   cslim_status rc;
 
   cslim_rmsnorm_rows(h, rows, H, l->input_norm, eps, b->xn);
+  if (l->input_norm_b) cslim_add_bias_rows(b->xn, rows, H, l->input_norm_b);
   if ((rc = call_hook(hooks, l->index, -1, CSLIM_IN_QKV, b->xn, rows, &l->q, &l->k, &l->v))) return rc;
   if ((rc = cslim_linear_forward(&l->q, b->xn, rows, b->q))) return rc;
   if ((rc = cslim_linear_forward(&l->k, b->xn, rows, b->k))) return rc;
@@ -375,6 +393,7 @@ static cslim_status dense_mlp(cslim_model *m, cslim_layer *l, float *h, int rows
     int n = (int)((size_t)rows - r0 < chunk ? (size_t)rows - r0 : chunk);
     float *hr = h + r0 * (size_t)H;
     cslim_rmsnorm_rows(hr, n, H, l->post_norm, (float)t->rms_norm_eps, xn);
+    if (l->post_norm_b) cslim_add_bias_rows(xn, n, H, l->post_norm_b);
     if ((rc = call_hook(hooks, l->index, -1, CSLIM_IN_GATE_UP, xn, n, &l->gate, &l->up, NULL))) break;
     if ((rc = cslim_linear_forward(&l->gate, xn, n, g))) break;
     if ((rc = cslim_linear_forward(&l->up, xn, n, u))) break;
@@ -398,6 +417,7 @@ static cslim_status moe_mlp(cslim_model *m, cslim_layer *l, float *h, int rows, 
   if (!xn || !y) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory for the MoE block");
   if (!rc) {
     cslim_rmsnorm_rows(h, rows, H, l->post_norm, (float)m->cfg.text.rms_norm_eps, xn);
+    if (l->post_norm_b) cslim_add_bias_rows(xn, rows, H, l->post_norm_b);
     rc = cslim_moe_forward(m, l, xn, rows, y, hooks);
   }
   if (!rc) cslim_add_inplace(h, y, (size_t)rows * (size_t)H);

@@ -19,6 +19,10 @@ struct cslim_model {
   float *inv_freq;       /* [head_dim / 2] */
   const char *vis_prefix; /* Qwen3-VL: "model.visual." or "visual."; NULL without a vision tower */
   int vis_tf32_conv;      /* round the patch-embedding inputs to TF32 (cslim_vision_set_tf32_conv) */
+  /* called after a routed expert's weights are converted to float32 (the
+   * quantizer's transforms rotate and rescale them there) */
+  cslim_status (*on_convert)(void *ctx, cslim_linear *l);
+  void *on_convert_ctx;
   /* layer cache (generation) */
   uint64_t cache_budget, cache_used;
   cslim_layer **cache;   /* [num_layers] */
@@ -50,6 +54,7 @@ cslim_status cslim_layer_forward_ex(cslim_model *m, cslim_layer *l, cslim_acts *
 void cslim_rmsnorm_rows(const float *x, int rows, int n, const float *w, float eps, float *y);
 void cslim_silu_mul(float *g, const float *u, size_t n); /* g = silu(g) * u */
 void cslim_add_inplace(float *a, const float *b, size_t n);
+void cslim_add_bias_rows(float *x, int rows, int n, const float *b); /* x[r][:] += b */
 cslim_status cslim_load_vector(cslim_model *m, const char *name, int n, float **out);
 void cslim_layernorm_rows(const float *x, int rows, int n, const float *w, const float *b, float eps, float *y);
 void cslim_gelu_tanh(float *x, size_t n); /* gelu_pytorch_tanh, in place */

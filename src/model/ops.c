@@ -79,3 +79,9 @@ void cslim_gelu_erf(float *x, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; i++) x[i] = x[i] * 0.5f * (1.0f + erff(x[i] * r));
 }
+
+void cslim_add_bias_rows(float *x, int rows, int n, const float *b) {
+#pragma omp parallel for schedule(static) if (rows > 16)
+  for (int r = 0; r < rows; r++)
+    for (int i = 0; i < n; i++) x[(size_t)r * (size_t)n + (size_t)i] += b[i];
+}

@@ -23,6 +23,7 @@
 #include "export/exporter.h"
 #include "model/model_internal.h"
 #include "quant/verify.h"
+#include "quant/xform.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -63,6 +64,8 @@ typedef struct qctx {
   int need_moe_in;
   double t_hooks;
   cslim_status err;
+  cslim_xform *x;   /* rotation / smoothing, or NULL */
+  cslim_acts *anti; /* the smoothing statistics set, when separate from the calibration set */
 } qctx;
 
 /* ---- groups and slots -------------------------------------------------------------------- */
@@ -415,6 +418,7 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
   /* pass 3: the quantized layer; its output feeds the next layer */
   t0 = cslim_now();
   rc = cslim_layer_forward(c->m, l, a, NULL, NULL);
+  if (!rc && c->anti) rc = cslim_layer_forward(c->m, l, c->anti, NULL, NULL); /* the smoothing set follows */
   rep->t_forward += cslim_now() - t0;
   if (rc) return rc;
   t0 = cslim_now();
@@ -487,7 +491,8 @@ static void layer_cleanup(qctx *c) {
 static cslim_status put_float_linear(qctx *c, cslim_exporter *ex, cslim_linear *l) {
   char name[256];
   snprintf(name, sizeof name, "%s.weight", l->name);
-  if (l->layout == CSLIM_W_PLAIN && l->src) return cslim_exporter_put_tensor(ex, name, c->m->st, l->src);
+  if (l->layout == CSLIM_W_PLAIN && l->src && !c->x) return cslim_exporter_put_tensor(ex, name, c->m->st, l->src);
+  if (l->w) return cslim_exporter_put_f32(ex, name, l->w); /* transformed in memory */
   cslim_status rc = cslim_linear_materialize(c->m, l);
   if (!rc) rc = cslim_exporter_put_f32(ex, name, l->w);
   if (l->expert >= 0 && !c->layer->keep_experts) cslim_linear_release(c->m, l);
@@ -500,11 +505,19 @@ static cslim_status export_layer(qctx *c, cslim_exporter *ex) {
   char rest[160], name[256];
   static const char *norms[4] = {"input_layernorm.weight", "post_attention_layernorm.weight",
                                  "self_attn.q_norm.weight", "self_attn.k_norm.weight"};
+  const float *vals[4] = {l->input_norm, l->post_norm, l->q_norm, l->k_norm};
   cslim_status rc = CSLIM_OK;
   for (int i = 0; i < 4 && !rc; i++) {
     snprintf(rest, sizeof rest, "layers.%d.%s", l->index, norms[i]);
     cslim_model_tensor_name(c->m, rest, name, sizeof name);
-    rc = cslim_exporter_put_tensor(ex, name, st, cslim_st_find(st, name));
+    rc = c->x ? cslim_exporter_put_f32(ex, name, vals[i]) : cslim_exporter_put_tensor(ex, name, st, cslim_st_find(st, name));
+  }
+  const float *nb[2] = {l->input_norm_b, l->post_norm_b};
+  for (int i = 0; i < 2 && !rc; i++) {
+    if (!nb[i]) continue;
+    snprintf(rest, sizeof rest, "layers.%d.%s", l->index, i ? "post_attention_layernorm.bias" : "input_layernorm.bias");
+    cslim_model_tensor_name(c->m, rest, name, sizeof name);
+    rc = cslim_exporter_put_f32(ex, name, nb[i]);
   }
   for (int s = 0; s < c->n_slots && !rc; s++) {
     lin_q *q = &c->lq[s];
@@ -641,6 +654,7 @@ static cslim_status quantize_vision_linears(qctx *c, vis_lin *L, int n, const cs
       snprintf(name, sizeof name, "%s.bias", L[i].name);
       rc = cslim_load_vector(c->m, name, lin.out, &lin.b);
     }
+    if (!rc) rc = cslim_xform_vision_linear(c->x, &lin);
     lin_q q = {0};
     q.lin = &lin;
     q.type = L[i].type;
@@ -664,8 +678,16 @@ static cslim_status quantize_vision_linears(qctx *c, vis_lin *L, int n, const cs
 }
 
 /* Declare every output tensor, in layer order. */
-static cslim_status declare_all(cslim_model *m, const cslim_quant_params *p, const vis_lin *VLs, int nvl,
-                                cslim_exporter *ex) {
+/* Whether Linear `name` is written with a bias: the checkpoint has one, or
+ * a smoothing shift creates one. */
+static int linear_has_bias(cslim_model *m, const cslim_xform *x, const char *name, int is_moe, cslim_input_kind kind) {
+  char b[300];
+  snprintf(b, sizeof b, "%s.bias", name);
+  return cslim_st_find(m->st, b) != NULL || cslim_xform_shifts(x, is_moe, kind);
+}
+
+static cslim_status declare_all(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf, const vis_lin *VLs,
+                                int nvl, cslim_exporter *ex) {
   const cslim_text_config *t = &m->cfg.text;
   cslim_st *st = m->st;
   char name[256], rest[160];
@@ -693,32 +715,41 @@ static cslim_status declare_all(cslim_model *m, const cslim_quant_params *p, con
       const cslim_tensor *x = cslim_st_find(st, name);
       rc = cslim_exporter_add_float(ex, name, x->ndim, x->shape);
     }
-#define LINEAR(what, out, in, bias)                                                                 \
+    int moe = cslim_layer_is_moe(t, l);
+    for (int i = 0; i < 2 && !rc; i++) /* RMSNorm + bias after a shift */
+      if (cslim_xform_shifts(xf, moe, i ? CSLIM_IN_GATE_UP : CSLIM_IN_QKV)) {
+        int64_t hs[1] = {H};
+        snprintf(rest, sizeof rest, "layers.%d.%s", l, i ? "post_attention_layernorm.bias" : "input_layernorm.bias");
+        cslim_model_tensor_name(m, rest, name, sizeof name);
+        rc = cslim_exporter_add_float(ex, name, 1, hs);
+      }
+#define LINEAR(what, out, in, kind)                                                                 \
   if (!rc) {                                                                                        \
     snprintf(rest, sizeof rest, "layers.%d.%s", l, what);                                           \
     cslim_model_tensor_name(m, rest, name, sizeof name);                                            \
-    rc = cslim_exporter_add_linear(ex, name, cslim_quant_plan_linear(p, name), out, in, bias,       \
-                                   p->group_size);                                                  \
+    rc = cslim_exporter_add_linear(ex, name, cslim_quant_plan_linear(p, name), out, in,             \
+                                   t->attention_bias && (int)kind <= CSLIM_IN_O ? 1 :               \
+                                   linear_has_bias(m, xf, name, moe, kind), p->group_size);         \
   }
-    LINEAR("self_attn.q_proj", Q, H, t->attention_bias)
-    LINEAR("self_attn.k_proj", KV, H, t->attention_bias)
-    LINEAR("self_attn.v_proj", KV, H, t->attention_bias)
-    LINEAR("self_attn.o_proj", H, Q, t->attention_bias)
-    if (!cslim_layer_is_moe(t, l)) {
-      LINEAR("mlp.gate_proj", t->intermediate_size, H, 0)
-      LINEAR("mlp.up_proj", t->intermediate_size, H, 0)
-      LINEAR("mlp.down_proj", H, t->intermediate_size, 0)
+    LINEAR("self_attn.q_proj", Q, H, CSLIM_IN_QKV)
+    LINEAR("self_attn.k_proj", KV, H, CSLIM_IN_QKV)
+    LINEAR("self_attn.v_proj", KV, H, CSLIM_IN_QKV)
+    LINEAR("self_attn.o_proj", H, Q, CSLIM_IN_O)
+    if (!moe) {
+      LINEAR("mlp.gate_proj", t->intermediate_size, H, CSLIM_IN_GATE_UP)
+      LINEAR("mlp.up_proj", t->intermediate_size, H, CSLIM_IN_GATE_UP)
+      LINEAR("mlp.down_proj", H, t->intermediate_size, CSLIM_IN_DOWN)
     } else {
-      LINEAR("mlp.gate", t->num_experts, H, 0)
+      LINEAR("mlp.gate", t->num_experts, H, CSLIM_IN_ROUTER)
       for (int e = 0; e < t->num_experts; e++) {
         char what[96];
         int NI = t->moe_intermediate_size;
         snprintf(what, sizeof what, "mlp.experts.%d.gate_proj", e);
-        LINEAR(what, NI, H, 0)
+        LINEAR(what, NI, H, CSLIM_IN_ROUTER)
         snprintf(what, sizeof what, "mlp.experts.%d.up_proj", e);
-        LINEAR(what, NI, H, 0)
+        LINEAR(what, NI, H, CSLIM_IN_ROUTER)
         snprintf(what, sizeof what, "mlp.experts.%d.down_proj", e);
-        LINEAR(what, H, NI, 0)
+        LINEAR(what, H, NI, CSLIM_IN_ROUTER)
       }
     }
 #undef LINEAR
@@ -731,19 +762,22 @@ static cslim_status declare_all(cslim_model *m, const cslim_quant_params *p, con
   return rc;
 }
 
-static cslim_status write_outer(cslim_model *m, const vis_lin *VLs, int nvl, cslim_exporter *ex) {
+static cslim_status write_outer(cslim_model *m, cslim_xform *xf, const vis_lin *VLs, int nvl, cslim_exporter *ex) {
   cslim_st *st = m->st;
   cslim_status rc = CSLIM_OK;
+  int done = 0;
   for (size_t i = 0; i < cslim_st_count(st) && !rc; i++) {
     const cslim_tensor *x = cslim_st_at(st, i);
     cslim_tensor_class k;
     cslim_classify_tensor(&m->cfg, x->name, &k);
     if (k.kind == CSLIM_GROUP_TEXT_LAYER || !strcmp(x->name, "lm_head.weight")) continue;
     if (replaced_by_vision_linear(VLs, nvl, x->name)) continue;
-    rc = cslim_exporter_put_tensor(ex, x->name, st, x);
+    rc = cslim_xform_put_outer(xf, ex, x, &done); /* rotated embedding, final norm, merger outputs */
+    if (!rc && !done) rc = cslim_exporter_put_tensor(ex, x->name, st, x);
     cslim_st_release(st, x);
   }
-  if (!rc) rc = cslim_exporter_put_tensor(ex, "lm_head.weight", st, m->lm_head);
+  if (!rc) rc = cslim_xform_put_outer(xf, ex, m->lm_head, &done);
+  if (!rc && !done) rc = cslim_exporter_put_tensor(ex, "lm_head.weight", st, m->lm_head);
   cslim_st_release(st, m->lm_head);
   return rc;
 }
@@ -822,6 +856,20 @@ static cslim_status tokenize_samples(cslim_tokenizer *tok, const cslim_prompter 
 
 /* ---- the run ------------------------------------------------------------------------------------------------ */
 
+/* The residual stream of a tokenized set; image samples get their embeddings
+ * and deepstack features from the float vision tower. */
+static cslim_status embed_set(cslim_model *m, calib_set *s, cslim_acts **a, cslim_quant_report *rep) {
+  if (!s->vin.n_images) return cslim_acts_embed(m, s->ids, s->lens, s->n, a);
+  double t0 = cslim_now();
+  cslim_vision_output vo;
+  cslim_status rc = cslim_vision_forward(m, &s->vin, NULL, 0, &vo);
+  if (!rc) rc = cslim_acts_embed_vision(m, s->ids, s->lens, s->n, &s->vin, &vo, a);
+  cslim_vision_output_free(&vo);
+  rep->t_forward += cslim_now() - t0;
+  CSLIM_INFO("%d images through the vision tower (%d patches)", s->vin.n_images, s->vin.n_patches);
+  return rc;
+}
+
 void cslim_quant_report_free(cslim_quant_report *r) {
   free(r->layers);
   free(r->expert_tokens);
@@ -851,14 +899,28 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   cslim_staging *sg = NULL;
   cslim_exporter *ex = NULL;
   cslim_acts *a = NULL;
-  calib_set cal = {0}, hold = {0};
+  calib_set cal = {0}, hold = {0}, anti_set = {0};
+  cslim_dataset *ads = NULL;
+  cslim_acts *anti = NULL;
+  cslim_xform *xf = NULL;
   qctx c = {0};
+  cslim_prompter pr;
+  const cslim_prompter *prp = NULL;
+  int hub = p->quant_type == CSLIM_QT_FLOAT && p->n_mix == 0; /* a float checkpoint: the transforms only */
   cslim_status rc = cslim_model_open(p->model_path, &m);
   if (!rc && cslim_model_is_quantized(m))
     rc = cslim_error(CSLIM_ERR_INVALID, "%s is already a quantized checkpoint", p->model_path);
+  if (!rc && p->save_dtype_set && !hub)
+    rc = cslim_error(CSLIM_ERR_INVALID, "--save_dtype applies to --quant_type float only (quantized checkpoints "
+                     "keep the model's dtype, which decides deq_scale's dtype)");
+  if (!rc) rc = cslim_xform_create(m, p, &xf);
   const cslim_text_config *t = m ? &m->cfg.text : NULL;
+  if (!rc && m->cfg.has_vision && (p->calib_data || p->anti_data)) {
+    prp = &pr;
+    rc = cslim_prompter_load(m->path, &m->cfg, &pr);
+  }
   /* calibration data: the first calib_samples samples; the next `holdout` for the final check */
-  if (!rc && p->calib_data) rc = cslim_tokenizer_load(p->model_path, &tok);
+  if (!rc && (p->calib_data || (p->anti_data && xf))) rc = cslim_tokenizer_load(p->model_path, &tok);
   if (!rc && p->calib_data) rc = cslim_dataset_load(p->calib_data, NULL, &ds);
   if (!rc && ds) {
     size_t nc = p->calib_samples > 0 && (size_t)p->calib_samples < ds->n ? (size_t)p->calib_samples : ds->n;
@@ -870,20 +932,24 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
       nh = nh < ds->n ? nh : ds->n;
       h0 = ds->n - nh;
     }
-    cslim_prompter pr;
-    const cslim_prompter *prp = m->cfg.has_vision ? &pr : NULL;
-    if (prp) rc = cslim_prompter_load(m->path, &m->cfg, &pr);
-    if (!rc) rc = tokenize_samples(tok, prp, ds, 0, nc, p->calib_seq_len, &cal);
+    rc = tokenize_samples(tok, prp, ds, 0, nc, p->calib_seq_len, &cal);
     if (!rc && nh) rc = tokenize_samples(tok, prp, ds, h0, nh, p->calib_seq_len, &hold);
+  }
+  /* a separate statistics set for the smoothing */
+  if (!rc && p->anti_data && cslim_xform_smooths(xf)) {
+    rc = cslim_dataset_load(p->anti_data, NULL, &ads);
+    size_t na = p->anti_samples > 0 && (size_t)p->anti_samples < ads->n ? (size_t)p->anti_samples : ads->n;
+    if (!rc) rc = tokenize_samples(tok, prp, ads, 0, na, p->calib_seq_len, &anti_set);
   }
   if (!rc) rc = cslim_staging_open(p->save_path, p->overwrite, &sg);
   cslim_export_opts eo = {0};
   if (!rc) {
     eo.dir = cslim_staging_path(sg);
     eo.model_dir = p->model_path;
-    eo.model_dtype = m->cfg.dtype;
+    eo.model_dtype = p->save_dtype_set ? p->save_dtype : m->cfg.dtype;
     eo.part_file_size = p->part_file_size;
-    eo.saver = p->mindie_format ? CSLIM_SAVER_MINDIE : p->legacy_names ? CSLIM_SAVER_V0 : CSLIM_SAVER_V1;
+    eo.saver = hub ? CSLIM_SAVER_HUB : p->mindie_format ? CSLIM_SAVER_MINDIE : p->legacy_names ? CSLIM_SAVER_V0
+                                                                                            : CSLIM_SAVER_V1;
     eo.group_size = p->group_size;
     rc = cslim_exporter_create(&eo, &ex);
   }
@@ -894,7 +960,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     if (act_static(VLs[i].type) && !cal.vin.n_images)
       rc = cslim_error(CSLIM_ERR_INVALID, "%s: static activation quantization of the vision tower needs image "
                        "calibration samples (or a dynamic scheme for model.visual.*)", VLs[i].name);
-  if (!rc) rc = declare_all(m, p, VLs, nvl, ex);
+  if (!rc) rc = declare_all(m, p, xf, VLs, nvl, ex);
   if (!rc) rc = cslim_exporter_begin(ex);
   if (!rc) {
     rep->model_quant_type = cslim_exporter_model_type(ex);
@@ -912,24 +978,18 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   }
   if (!rc) {
     double t0 = cslim_now();
-    rc = write_outer(m, VLs, nvl, ex);
+    rc = write_outer(m, xf, VLs, nvl, ex);
     rep->t_write += cslim_now() - t0;
   }
-  if (!rc && ds && cal.vin.n_images) {
-    /* image samples: the float vision tower gives their embeddings and deepstack features */
-    double t0 = cslim_now();
-    cslim_vision_output vo;
-    rc = cslim_vision_forward(m, &cal.vin, NULL, 0, &vo);
-    if (!rc) rc = cslim_acts_embed_vision(m, cal.ids, cal.lens, cal.n, &cal.vin, &vo, &a);
-    cslim_vision_output_free(&vo);
-    rep->t_forward += cslim_now() - t0;
-    CSLIM_INFO("%d calibration images through the vision tower (%d patches)", cal.vin.n_images, cal.vin.n_patches);
-  } else if (!rc && ds) {
-    rc = cslim_acts_embed(m, cal.ids, cal.lens, cal.n, &a);
-  }
+  if (!rc && ds) rc = embed_set(m, &cal, &a, rep);
+  if (!rc && anti_set.n) rc = embed_set(m, &anti_set, &anti, rep);
+  if (!rc) rc = cslim_xform_acts(xf, a);
+  if (!rc && anti) rc = cslim_xform_acts(xf, anti);
   c.p = p;
   c.m = m;
   c.t = t;
+  c.x = xf;
+  c.anti = anti;
   cslim_progress prog;
   int prog_on = !rc;
   if (prog_on) cslim_progress_begin(&prog, "quantizing layers", (uint64_t)t->num_layers);
@@ -941,11 +1001,16 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     double t0 = cslim_now();
     if ((rc = cslim_layer_load(m, l, &c.layer))) break;
     rep->t_read += cslim_now() - t0;
+    t0 = cslim_now();
+    rc = cslim_xform_layer(xf, c.layer, anti ? anti : a);
+    rep->t_transform += cslim_now() - t0;
     int E = t->num_experts;
     layer_out lo = {&rep->layers[l], rep->expert_tokens + (size_t)l * (size_t)(E ? E : 1),
                     rep->expert_fallback + (size_t)l * (size_t)(E ? E : 1)};
-    rc = ds ? calibrate_layer(&c, a, ex, &lo, rep) : quantize_layer_data_free(&c, ex, &lo, rep);
+    if (!rc) rc = ds ? calibrate_layer(&c, a, ex, &lo, rep) : quantize_layer_data_free(&c, ex, &lo, rep);
+    if (!rc && !ds && anti) rc = cslim_layer_forward(m, c.layer, anti, NULL, NULL); /* float: nothing quantized ran */
     layer_cleanup(&c);
+    cslim_xform_layer_done(xf);
     cslim_layer_free(m, c.layer);
     c.layer = NULL;
     rep->layers[l].seconds = cslim_now() - t0;
@@ -953,6 +1018,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   }
   if (prog_on) cslim_progress_end(&prog);
   if (!rc) rc = quantize_vision_linears(&c, VLs, nvl, &cal.vin, ex, rep);
+  if (!rc) rc = cslim_xform_export_rotation(xf, ex);
   if (!rc) {
     double t0 = cslim_now();
     rc = cslim_exporter_finish(ex);
@@ -978,9 +1044,13 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   cslim_exporter_free(ex);
   vision_linears_free(VLs, nvl > 0 ? nvl : 0);
   cslim_acts_free(a);
+  cslim_acts_free(anti);
+  cslim_xform_free(xf);
   calib_free(&cal);
   calib_free(&hold);
+  calib_free(&anti_set);
   cslim_dataset_free(ds);
+  cslim_dataset_free(ads);
   cslim_tokenizer_free(tok);
   cslim_model_close(m);
   rep->seconds = cslim_now() - t_start;

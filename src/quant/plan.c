@@ -35,4 +35,7 @@ void cslim_quant_params_default(cslim_quant_params *p) {
   p->holdout = 4;
   p->calib_seq_len = 256;
   p->expert_min_tokens = 8;
+  p->anti_alpha = 0.5;
+  p->anti_tokens = 512;
+  p->rot_seed = 1234;
 }

@@ -1,0 +1,211 @@
+/* Outlier suppression by per-channel smoothing (spec §3.9–§3.13): channel
+ * statistics, the SmoothQuant / iter-smooth scale, flex smooth's α/β search
+ * and the fake quantizers the searches score candidates with. Folding the
+ * scales into a layer is in transform.c. */
+#include "quant/smoother.h"
+
+#include "cslim/quant.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cslim_anti_method_parse(const char *s, cslim_anti_method *out) {
+  static const struct {
+    const char *n;
+    cslim_anti_method m;
+  } k[] = {{"m1", CSLIM_ANTI_M1}, {"m2", CSLIM_ANTI_M2}, {"m4", CSLIM_ANTI_M4}, {"m6", CSLIM_ANTI_M6}};
+  for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+    if (!strcmp(s, k[i].n)) {
+      *out = k[i].m;
+      return 0;
+    }
+  return -1;
+}
+
+const char *cslim_anti_method_name(cslim_anti_method m) {
+  static const char *n[] = {"none", "m1", "m2", "m4", "m6"};
+  return (unsigned)m < 5 ? n[m] : "?";
+}
+
+/* ---- channel statistics ---------------------------------------------------------------------- */
+
+cslim_status cslim_chstats_init(cslim_chstats *s, int n) {
+  memset(s, 0, sizeof *s);
+  s->n = n;
+  s->mn = malloc((size_t)n * sizeof(float));
+  s->mx = malloc((size_t)n * sizeof(float));
+  if (!s->mn || !s->mx) {
+    cslim_chstats_free(s);
+    return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  }
+  for (int i = 0; i < n; i++) {
+    s->mn[i] = INFINITY;
+    s->mx[i] = -INFINITY;
+  }
+  return CSLIM_OK;
+}
+
+void cslim_chstats_update(cslim_chstats *s, const float *x, int rows) {
+  const int n = s->n;
+#pragma omp parallel for schedule(static) if ((size_t)rows * (size_t)n > 65536)
+  for (int c0 = 0; c0 < n; c0 += 64) {
+    int c1 = c0 + 64 < n ? c0 + 64 : n;
+    for (int r = 0; r < rows; r++) {
+      const float *xr = x + (size_t)r * (size_t)n;
+      for (int c = c0; c < c1; c++) {
+        s->mn[c] = xr[c] < s->mn[c] ? xr[c] : s->mn[c];
+        s->mx[c] = xr[c] > s->mx[c] ? xr[c] : s->mx[c];
+      }
+    }
+  }
+  s->rows += rows;
+}
+
+void cslim_chstats_free(cslim_chstats *s) {
+  free(s->mn);
+  free(s->mx);
+  s->mn = s->mx = NULL;
+}
+
+/* ---- scales ------------------------------------------------------------------------------------- */
+
+void cslim_smooth_scale(const float *a, const float *w, int n, double alpha, double smin, float *s) {
+  for (int c = 0; c < n; c++) {
+    double ac = a[c], wc = w[c] > 1e-5f ? w[c] : 1e-5;
+    if (!(ac > 0.0) || !isfinite(ac)) {
+      s[c] = 1.0f;
+      continue;
+    }
+    double v = pow(ac, alpha) / pow(wc, 1.0 - alpha);
+    s[c] = (float)(v > smin ? v : smin);
+  }
+}
+
+void smooth_absmax(const cslim_chstats *st, const float *shift, float *a) {
+  for (int c = 0; c < st->n; c++) {
+    float z = shift ? shift[c] : 0.0f;
+    float lo = fabsf(st->mn[c] - z), hi = fabsf(st->mx[c] - z);
+    a[c] = lo > hi ? lo : hi;
+  }
+}
+
+void smooth_col_absmax(const float *w, int out, int in, float *acc) {
+  for (int o = 0; o < out; o++) {
+    const float *r = w + (size_t)o * (size_t)in;
+    for (int c = 0; c < in; c++) {
+      float v = fabsf(r[c]);
+      acc[c] = v > acc[c] ? v : acc[c];
+    }
+  }
+}
+
+/* ---- fake quantization --------------------------------------------------------------------------- */
+
+void fq_rows_sym(float *x, int rows, int n) {
+#pragma omp parallel for schedule(static) if (rows > 8)
+  for (int r = 0; r < rows; r++) {
+    float *v = x + (size_t)r * (size_t)n, m = 0.0f;
+    for (int c = 0; c < n; c++) m = fabsf(v[c]) > m ? fabsf(v[c]) : m;
+    float s = m / 127.0f;
+    if (!(s > 0.0f)) continue;
+    float inv = 1.0f / s;
+    for (int c = 0; c < n; c++) {
+      float q = nearbyintf(v[c] * inv);
+      q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+      v[c] = q * s;
+    }
+  }
+}
+
+void fq_tensor_asym(float *x, size_t n) {
+  float mn = INFINITY, mx = -INFINITY;
+#pragma omp parallel for reduction(min : mn) reduction(max : mx) if (n > 65536)
+  for (size_t i = 0; i < n; i++) {
+    mn = x[i] < mn ? x[i] : mn;
+    mx = x[i] > mx ? x[i] : mx;
+  }
+  float s, o;
+  cslim_qparams_asym(mn, mx, 8, &s, &o);
+  const float inv = 1.0f / s;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; i++) {
+    float q = nearbyintf(x[i] * inv + o);
+    q = q > 127.0f ? 127.0f : q < -128.0f ? -128.0f : q;
+    x[i] = (q - o) * s;
+  }
+}
+
+/* ---- flex smooth (m6) ---------------------------------------------------------------------------- */
+
+typedef struct flex_ws {
+  const float *X, *W, *a, *w;
+  int rows, n, out;
+  float *xs, *ws, *y, *s;
+  const float *yref;
+  double ref_sq;
+} flex_ws;
+
+static double flex_eval(flex_ws *f, double alpha, double beta) {
+  const int n = f->n;
+  for (int c = 0; c < n; c++) {
+    double ac = f->a[c] > 0 ? f->a[c] : 1e-5, wc = f->w[c] > 1e-5f ? f->w[c] : 1e-5;
+    double v = pow(ac, alpha) * pow(wc, -beta);
+    f->s[c] = (float)(v > 1e-5 ? v : 1e-5);
+  }
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < f->rows; r++)
+    for (int c = 0; c < n; c++) f->xs[(size_t)r * n + c] = f->X[(size_t)r * n + c] / f->s[c];
+#pragma omp parallel for schedule(static)
+  for (int o = 0; o < f->out; o++)
+    for (int c = 0; c < n; c++) f->ws[(size_t)o * n + c] = f->W[(size_t)o * n + c] * f->s[c];
+  fq_rows_sym(f->xs, f->rows, n);
+  fq_rows_sym(f->ws, f->out, n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, f->rows, f->out, n, 1.0f, f->xs, n, f->ws, n, 0.0f, f->y,
+              f->out);
+  double e = 0;
+  size_t m = (size_t)f->rows * (size_t)f->out;
+#pragma omp parallel for reduction(+ : e) schedule(static)
+  for (size_t i = 0; i < m; i++) {
+    double d = (double)f->y[i] - (double)f->yref[i];
+    e += d * d;
+  }
+  return f->ref_sq > 0 ? sqrt(e / f->ref_sq) : 0.0;
+}
+
+cslim_status cslim_flex_search(const float *X, int rows, int n, const float *W, int out, const float *a,
+                               const float *w, double *alpha, double *beta, double *err) {
+  flex_ws f = {X, W, a, w, rows, n, out, NULL, NULL, NULL, NULL, NULL, 0};
+  f.xs = malloc((size_t)rows * (size_t)n * sizeof(float));
+  f.ws = malloc((size_t)out * (size_t)n * sizeof(float));
+  f.y = malloc((size_t)rows * (size_t)out * sizeof(float));
+  float *yref = malloc((size_t)rows * (size_t)out * sizeof(float));
+  f.s = malloc((size_t)n * sizeof(float));
+  if (!f.xs || !f.ws || !f.y || !yref || !f.s) {
+    free(f.xs), free(f.ws), free(f.y), free(yref), free(f.s);
+    return cslim_error(CSLIM_ERR_NOMEM, "out of memory for the flex smooth search (%d x %d)", rows, out);
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, n, 1.0f, X, n, W, n, 0.0f, yref, out);
+  double ref = 0;
+  for (size_t i = 0; i < (size_t)rows * (size_t)out; i++) ref += (double)yref[i] * yref[i];
+  f.yref = yref;
+  f.ref_sq = ref;
+  /* phase 1: α in 0, 0.05, .., 1 with β = 1 - α (ties: the later α) */
+  double best = INFINITY, ba = 0.5, bb = 0.5;
+  for (int i = 0; i <= 20; i++) {
+    double al = i * 0.05, e = flex_eval(&f, al, 1.0 - al);
+    if (e <= best) best = e, ba = al, bb = 1.0 - al;
+  }
+  /* phase 2: β with α fixed, only where it is no worse */
+  double b2 = bb;
+  for (int i = 0; i <= 20; i++) {
+    double be = i * 0.05, e = flex_eval(&f, ba, be);
+    if (e <= best) best = e, b2 = be;
+  }
+  *alpha = ba;
+  *beta = b2;
+  *err = best;
+  free(f.xs), free(f.ws), free(f.y), free(yref), free(f.s);
+  return CSLIM_OK;
+}

@@ -1,0 +1,27 @@
+/* Internals of the outlier-suppression and rotation transforms (src/quant). */
+#ifndef CSLIM_QUANT_SMOOTHER_H
+#define CSLIM_QUANT_SMOOTHER_H
+
+#include "cslim/transform.h"
+#include "model/model_internal.h"
+
+/* a[c] = max(|mn_c - z_c|, |mx_c - z_c|) (z = NULL: no shift) */
+void smooth_absmax(const cslim_chstats *st, const float *shift, float *a);
+/* acc[c] = max(acc[c], max_o |w[o][c]|) */
+void smooth_col_absmax(const float *w, int out, int in, float *acc);
+
+/* Fake quantization in place: symmetric int8 per row (per token / per output
+ * channel, amax/127), asymmetric int8 per tensor (min-max, spec §3.4). */
+void fq_rows_sym(float *x, int rows, int n);
+void fq_tensor_asym(float *x, size_t n);
+
+/* m2 (OS+, spec §3.11): shift z and scale s of a norm subgraph's input
+ * channels, searched on the output of the block that follows — attention
+ * (q/k/v with q_norm, k_norm, RoPE, GQA; kind CSLIM_IN_QKV) or the dense MLP
+ * (kind CSLIM_IN_GATE_UP) — with the inputs fake-quantized per tensor and
+ * the weights per channel. X: the first `rows` rows of the layer's normed
+ * input (their sequences from `a`, cut at `rows`). */
+cslim_status osp_search(cslim_model *m, cslim_layer *l, cslim_input_kind kind, const float *X, int rows,
+                        const cslim_acts *a, const cslim_chstats *st, float *s, float *z, double *best_t);
+
+#endif
