@@ -229,7 +229,7 @@ static cslim_status on_expert(void *ctx, cslim_linear *l) {
 }
 
 cslim_status cslim_xform_acts(cslim_xform *x, cslim_acts *a) {
-  if (!x || !x->R) return CSLIM_OK;
+  if (!x || !x->R || !a) return CSLIM_OK;
   cslim_rotation_apply_rows(x->R, a->h, (size_t)a->total);
   if (a->visual && a->n_deepstack) {
     size_t nv = 0;

@@ -1,0 +1,181 @@
+/* Transforms: Hadamard matrices of every order the family needs (Paley I /
+ * II, Sylvester), the fast rotation against its dense matrix, the block and
+ * shifted-block variants, seeding, the smoothing scale formulas and flex
+ * smooth's search. Invariance of whole models is tested in cli_transform.sh. */
+#include "testutil.h"
+
+#include "cslim/transform.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* H·Hᵀ = n·I, entries ±1 */
+static void check_hadamard(int n) {
+  int8_t *h = malloc((size_t)n * n);
+  assert_int_equal(cslim_hadamard_matrix(n, h), CSLIM_OK);
+  for (int i = 0; i < n * n; i++) assert_true(h[i] == 1 || h[i] == -1);
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) {
+      int dot = 0;
+      for (int k = 0; k < n; k++) dot += h[i * n + k] * h[j * n + k];
+      if (dot != (i == j ? n : 0)) fail_msg("order %d: rows %d and %d have dot %d", n, i, j, dot);
+    }
+  free(h);
+}
+
+static void test_hadamard_orders(void **s) {
+  (void)s;
+  /* Paley I (12, 20, 44, 60), Paley II (28, 36), Sylvester (2..64), doublings (24, 40, 56, 80) */
+  static const int orders[] = {1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 56, 60, 64, 80, 108, 140};
+  for (size_t i = 0; i < sizeof orders / sizeof orders[0]; i++) check_hadamard(orders[i]);
+  int8_t h[52 * 52];
+  assert_int_equal(cslim_hadamard_matrix(52, h), CSLIM_ERR_UNSUPPORTED); /* needs GF(25): not built here */
+  assert_errmsg_contains("order 52");
+  assert_int_equal(cslim_hadamard_matrix(6, h), CSLIM_ERR_UNSUPPORTED);
+  /* every hidden size and head dim of the family */
+  static const int sizes[] = {1024, 2048, 2560, 3072, 3584, 4096, 5120, 8192, 128, 1152};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) assert_true(cslim_hadamard_supported(sizes[i]));
+  assert_true(cslim_hadamard_supported(52 * 16)); /* 13·64 = 104·8: Paley I with q = 103 */
+  assert_false(cslim_hadamard_supported(92));     /* 23·4: no base order 23, 46 or 92 here */
+  assert_false(cslim_hadamard_supported(0));
+}
+
+/* the dense R of a rotation is orthogonal, and rows rotated fast = x·R */
+static void check_rotation(int n, int block, cslim_rot_mode mode) {
+  cslim_rotation *r;
+  assert_int_equal(cslim_rotation_new(n, block, mode, 1234, &r), CSLIM_OK);
+  float *R = malloc((size_t)n * n * sizeof(float));
+  assert_int_equal(cslim_rotation_matrix(r, R), CSLIM_OK);
+  double worst = 0;
+  for (int i = 0; i < n; i += (n > 512 ? 7 : 1))
+    for (int j = 0; j < n; j++) {
+      double d = 0;
+      for (int k = 0; k < n; k++) d += (double)R[(size_t)i * n + k] * R[(size_t)j * n + k];
+      d -= i == j;
+      worst = fabs(d) > worst ? fabs(d) : worst;
+    }
+  if (worst > 2e-5) fail_msg("size %d block %d mode %d: R·Rᵀ - I up to %g", n, block, (int)mode, worst);
+  /* a block-diagonal R has zeros off its blocks (shifted: it mixes neighbours) */
+  if (block > 0 && block < n && mode == CSLIM_ROT_HADAMARD) assert_true(R[block] == 0.0f);
+  uint64_t st = 7;
+  const int rows = 3;
+  float *x = malloc((size_t)rows * n * sizeof(float)), *y = malloc((size_t)rows * n * sizeof(float));
+  for (int i = 0; i < rows * n; i++) x[i] = tu_randf(&st);
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < n; j++) {
+      double acc = 0;
+      for (int k = 0; k < n; k++) acc += (double)x[(size_t)i * n + k] * R[(size_t)k * n + j];
+      y[(size_t)i * n + j] = (float)acc;
+    }
+  cslim_rotation_apply_rows(r, x, rows);
+  assert_true(tu_rel_err(x, y, (size_t)rows * n) < 1e-6);
+  /* W ← Rᵀ·W on a [n][5] matrix */
+  float *w = malloc((size_t)n * 5 * sizeof(float)), *wr = malloc((size_t)n * 5 * sizeof(float));
+  for (int i = 0; i < n * 5; i++) w[i] = tu_randf(&st);
+  for (int i = 0; i < n; i++)
+    for (int c = 0; c < 5; c++) {
+      double acc = 0;
+      for (int k = 0; k < n; k++) acc += (double)R[(size_t)k * n + i] * w[(size_t)k * 5 + c];
+      wr[(size_t)i * 5 + c] = (float)acc;
+    }
+  assert_int_equal(cslim_rotation_apply_left(r, w, 5), CSLIM_OK);
+  assert_true(tu_rel_err(w, wr, (size_t)n * 5) < 1e-6);
+  free(x), free(y), free(w), free(wr), free(R);
+  cslim_rotation_free(r);
+}
+
+static void test_rotations(void **s) {
+  (void)s;
+  check_rotation(256, -1, CSLIM_ROT_HADAMARD);         /* 2^8 */
+  check_rotation(2560, -1, CSLIM_ROT_HADAMARD);        /* 20·2^7 (Qwen3-4B) */
+  check_rotation(384, -1, CSLIM_ROT_HADAMARD);         /* 12·2^5 */
+  check_rotation(448, -1, CSLIM_ROT_HADAMARD);         /* 28·2^4 */
+  check_rotation(640, -1, CSLIM_ROT_HADAMARD);         /* 40·2^4 = 20·2^5 */
+  check_rotation(1152, -1, CSLIM_ROT_HADAMARD);        /* 36·2^5 */
+  check_rotation(1024, 32, CSLIM_ROT_HADAMARD);        /* block-diagonal */
+  check_rotation(128, 32, CSLIM_ROT_BLOCK_SHIFTED);    /* rot_uv of MoE / VL */
+  check_rotation(320, 40, CSLIM_ROT_BLOCK_SHIFTED);
+  cslim_rotation *r;
+  assert_int_equal(cslim_rotation_new(92, -1, CSLIM_ROT_HADAMARD, 1, &r), CSLIM_ERR_UNSUPPORTED);
+  assert_errmsg_contains("size 92");
+  assert_int_equal(cslim_rotation_new(100, 32, CSLIM_ROT_HADAMARD, 1, &r), CSLIM_ERR_INVALID);
+  assert_errmsg_contains("must divide");
+}
+
+static void test_rotation_seed(void **s) {
+  (void)s;
+  cslim_rotation *a, *b, *c;
+  assert_int_equal(cslim_rotation_new(64, -1, CSLIM_ROT_HADAMARD, 1234, &a), CSLIM_OK);
+  assert_int_equal(cslim_rotation_new(64, -1, CSLIM_ROT_HADAMARD, 1234, &b), CSLIM_OK);
+  assert_int_equal(cslim_rotation_new(64, -1, CSLIM_ROT_HADAMARD, 99, &c), CSLIM_OK);
+  float A[64 * 64], B[64 * 64], C[64 * 64];
+  cslim_rotation_matrix(a, A);
+  cslim_rotation_matrix(b, B);
+  cslim_rotation_matrix(c, C);
+  assert_memory_equal(A, B, sizeof A);
+  assert_memory_not_equal(A, C, sizeof A);
+  /* every entry is ±1/8: a signed, normalised Hadamard matrix */
+  for (int i = 0; i < 64 * 64; i++) assert_true(fabsf(fabsf(A[i]) - 0.125f) < 1e-7f);
+  cslim_rotation_free(a);
+  cslim_rotation_free(b);
+  cslim_rotation_free(c);
+}
+
+static void test_smooth_scale(void **s) {
+  (void)s;
+  float a[4] = {16.0f, 1.0f, 0.0f, 100.0f}, w[4] = {0.25f, 4.0f, 1.0f, 1e-9f}, sc[4];
+  cslim_smooth_scale(a, w, 4, 0.5, 1e-5, sc);
+  assert_float_equal(sc[0], 8.0f, 1e-6);  /* sqrt(16) / sqrt(0.25) */
+  assert_float_equal(sc[1], 0.5f, 1e-6);  /* 1 / 2 */
+  assert_float_equal(sc[2], 1.0f, 0);     /* a channel that never fired is left alone */
+  assert_float_equal(sc[3], 10.0f / sqrtf(1e-5f), 1e-2); /* w clamped at 1e-5 */
+  cslim_smooth_scale(a, w, 2, 0.5, 1.0, sc);
+  assert_float_equal(sc[1], 1.0f, 0); /* scale_min */
+  cslim_anti_method m;
+  assert_int_equal(cslim_anti_method_parse("m4", &m), 0);
+  assert_int_equal(m, CSLIM_ANTI_M4);
+  assert_int_equal(cslim_anti_method_parse("m3", &m), -1);
+  assert_string_equal(cslim_anti_method_name(CSLIM_ANTI_M6), "m6");
+}
+
+/* flex smooth on inputs with two outlier channels: the search moves them into
+ * the weights and the fake-quantized error drops well below α = 0's */
+static void test_flex_search(void **s) {
+  (void)s;
+  const int rows = 256, n = 64, out = 48;
+  uint64_t st = 3;
+  float *X = malloc((size_t)rows * n * sizeof(float)), *W = malloc((size_t)out * n * sizeof(float));
+  float a[64] = {0}, w[64] = {0};
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < n; c++) {
+      float v = tu_randf(&st) * (c == 5 || c == 40 ? 60.0f : 1.0f);
+      X[r * n + c] = v;
+      a[c] = fabsf(v) > a[c] ? fabsf(v) : a[c];
+    }
+  for (int o = 0; o < out; o++)
+    for (int c = 0; c < n; c++) {
+      W[o * n + c] = 0.05f * tu_randf(&st);
+      w[c] = fabsf(W[o * n + c]) > w[c] ? fabsf(W[o * n + c]) : w[c];
+    }
+  double al, be, err, e0;
+  assert_int_equal(cslim_flex_search(X, rows, n, W, out, a, w, &al, &be, &err), CSLIM_OK);
+  assert_true(al > 0.2 && al <= 1.0);
+  assert_true(be >= 0.0 && be <= 1.0);
+  /* α = 0, β = 0 (no smoothing) for comparison: one-point search */
+  float ones[64];
+  for (int c = 0; c < n; c++) ones[c] = 1.0f;
+  assert_int_equal(cslim_flex_search(X, rows, n, W, out, ones, ones, &al, &be, &e0), CSLIM_OK);
+  assert_true(err < 0.5 * e0);
+  free(X);
+  free(W);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_hadamard_orders), cmocka_unit_test(test_rotations),
+      cmocka_unit_test(test_rotation_seed),   cmocka_unit_test(test_smooth_scale),
+      cmocka_unit_test(test_flex_search),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
