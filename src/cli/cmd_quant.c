@@ -117,7 +117,7 @@ int cmd_quant(int argc, char **argv) {
   cli_opt opts[] = {
       {"model_path", CLI_STR, &p.model_path, "DIR", "float model (Hugging Face layout)", 1, 0},
       {"save_path", CLI_STR, &p.save_path, "DIR", "output directory (written atomically)", 1, 0},
-      {"quant_type", CLI_STR, &quant_type, "Q", "w8a8 (default), w8a8_dynamic, w8a8_mix, w8a16, w4a8", 0, 0},
+      {"quant_type", CLI_STR, &quant_type, "Q", "w8a8 (default), w8a8_dynamic, w8a8_mix, w8a16, w4a8, float (transforms only)", 0, 0},
       {"calib_data", CLI_STR, &p.calib_data, "F|DIR", ".json / .jsonl file or image folder (static schemes need it)", 0, 0},
       {"calib_samples", CLI_INT, &p.calib_samples, "N", "calibration samples (default: all)", 0, 0},
       {"calib_seq_len", CLI_INT, &p.calib_seq_len, "N", "tokens per sample, longer ones truncated (default 256)", 0, 0},
@@ -166,7 +166,10 @@ int cmd_quant(int argc, char **argv) {
       "again with the serving engine's integer kernels so that the next layer calibrates on\n"
       "what the deployed model will feed it. The router (mlp.gate), lm_head, norms and\n"
       "embeddings stay float. The run ends with a check of the written checkpoint against\n"
-      "the float model on held-back samples (KL divergence, top-1 agreement)."};
+      "the float model on held-back samples (KL divergence, top-1 agreement).\n\n"
+      "--anti_method (m1, m2, m4, m6) and --rot first fold outlier smoothing and a Hadamard\n"
+      "rotation into each layer's weights without changing the float function;\n"
+      "--quant_type float writes only that, as a float checkpoint in the Hub's layout."};
   int r = cli_parse(&cmd, opts, argc, argv, NULL, NULL);
   if (r) return r < 0 ? CLI_EXIT_OK : r;
   if (cslim_scheme_parse(quant_type, &p.quant_type) != 0 || p.quant_type == CSLIM_QT_W8A8SC)
