@@ -90,6 +90,18 @@ for H in 640 384 448; do
   invariant "$TMP/s$H" tiny-qwen3 "hidden $H shifted" "$CALIB" --rot --rot_mode block_shifted
 done
 
+# a separate statistics set (--anti_data, its first --anti_batch_size samples), no calibration data
+logits "$FX/models/tiny-qwen3-moe" "$TMP/before.st" tiny-qwen3-moe
+rm -rf "$TMP/t"
+run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3-moe" --save_path "$TMP/t" --quant_type float --save_dtype float32 \
+  --anti_data "$FX/../calib/qwen3-moe_anti_prompt_50.json" --anti_batch_size 8 --anti_method m4 --quiet
+expect_rc 0 "m4 on --anti_data only"
+expect_out "experts: no calibration data" "m4 on --anti_data only"
+logits "$TMP/t" "$TMP/after.st" tiny-qwen3-moe
+"$CMP" "$TMP/after.st" logits "$TMP/before.st" logits 1e-4 >/dev/null || fail "m4 on --anti_data: logits changed"
+head -c 20000 "$TMP/t/model.safetensors" | grep -qa '"model.layers.0.input_layernorm.bias"' ||
+  fail "m4 on --anti_data: no shift written"
+
 # refusals
 "$SYNTH" --preset qwen3-0.6b --layers 1 --vocab 4096 --hidden 256 --intermediate 256 --out "$TMP/tied" >/dev/null
 run "$CSLIM" quant --model_path "$TMP/tied" --save_path "$TMP/x" --quant_type w8a8_dynamic --rot

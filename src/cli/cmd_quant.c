@@ -73,7 +73,10 @@ static void print_report(const cslim_quant_params *p, const cslim_quant_report *
     printf(" %9.5f %4d %6.2fs\n", s->werr, s->n_hist, s->seconds);
   }
   (void)kind_names;
-  if (r->n_experts) {
+  if (r->n_experts && !r->calib_tokens) {
+    printf("\n  experts: no calibration data, every expert's weights %s\n",
+           r->model_quant_type == CSLIM_QT_FLOAT ? "written as transformed" : "quantized data-free");
+  } else if (r->n_experts) {
     int E = r->n_experts, low = 0;
     printf("\n  expert coverage (tokens routed to each expert during calibration; threshold %d):\n",
            r->expert_min_tokens);
