@@ -858,7 +858,7 @@ static cslim_status tokenize_samples(cslim_tokenizer *tok, const cslim_prompter 
 
 /* The residual stream of a tokenized set; image samples get their embeddings
  * and deepstack features from the float vision tower. */
-static cslim_status embed_set(cslim_model *m, calib_set *s, cslim_acts **a, cslim_quant_report *rep) {
+static cslim_status embed_set(cslim_model *m, calib_set *s, const char *what, cslim_acts **a, cslim_quant_report *rep) {
   if (!s->vin.n_images) return cslim_acts_embed(m, s->ids, s->lens, s->n, a);
   double t0 = cslim_now();
   cslim_vision_output vo;
@@ -866,7 +866,7 @@ static cslim_status embed_set(cslim_model *m, calib_set *s, cslim_acts **a, csli
   if (!rc) rc = cslim_acts_embed_vision(m, s->ids, s->lens, s->n, &s->vin, &vo, a);
   cslim_vision_output_free(&vo);
   rep->t_forward += cslim_now() - t0;
-  CSLIM_INFO("%d images through the vision tower (%d patches)", s->vin.n_images, s->vin.n_patches);
+  CSLIM_INFO("%d %s images through the vision tower (%d patches)", s->vin.n_images, what, s->vin.n_patches);
   return rc;
 }
 
@@ -981,8 +981,8 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     rc = write_outer(m, xf, VLs, nvl, ex);
     rep->t_write += cslim_now() - t0;
   }
-  if (!rc && ds) rc = embed_set(m, &cal, &a, rep);
-  if (!rc && anti_set.n) rc = embed_set(m, &anti_set, &anti, rep);
+  if (!rc && ds) rc = embed_set(m, &cal, "calibration", &a, rep);
+  if (!rc && anti_set.n) rc = embed_set(m, &anti_set, "anti-outlier", &anti, rep);
   if (!rc) rc = cslim_xform_acts(xf, a);
   if (!rc && anti) rc = cslim_xform_acts(xf, anti);
   c.p = p;
