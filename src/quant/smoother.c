@@ -101,6 +101,17 @@ void smooth_col_absmax(const float *w, int out, int in, float *acc) {
   }
 }
 
+void smooth_flex_scale(const float *a, const float *w, int n, double alpha, double beta, float *s) {
+  for (int c = 0; c < n; c++) {
+    if (!(a[c] > 0)) {
+      s[c] = 1.0f;
+      continue;
+    }
+    double v = pow(a[c], alpha) * pow(w[c] > 1e-5f ? w[c] : 1e-5, -beta);
+    s[c] = (float)(v > 1e-5 ? v : 1e-5);
+  }
+}
+
 /* ---- fake quantization --------------------------------------------------------------------------- */
 
 void fq_rows_sym(float *x, int rows, int n) {
@@ -149,11 +160,7 @@ typedef struct flex_ws {
 
 static double flex_eval(flex_ws *f, double alpha, double beta) {
   const int n = f->n;
-  for (int c = 0; c < n; c++) {
-    double ac = f->a[c] > 0 ? f->a[c] : 1e-5, wc = f->w[c] > 1e-5f ? f->w[c] : 1e-5;
-    double v = pow(ac, alpha) * pow(wc, -beta);
-    f->s[c] = (float)(v > 1e-5 ? v : 1e-5);
-  }
+  smooth_flex_scale(f->a, f->w, n, alpha, beta, f->s); /* the scales the fold will use */
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < f->rows; r++)
     for (int c = 0; c < n; c++) f->xs[(size_t)r * n + c] = f->X[(size_t)r * n + c] / f->s[c];

@@ -10,6 +10,9 @@ void smooth_absmax(const cslim_chstats *st, const float *shift, float *a);
 /* acc[c] = max(acc[c], max_o |w[o][c]|) */
 void smooth_col_absmax(const float *w, int out, int in, float *acc);
 
+/* flex smooth's scale: s_c = max(a_c^α / max(w_c, 1e-5)^β, 1e-5); 1 where a_c = 0 */
+void smooth_flex_scale(const float *a, const float *w, int n, double alpha, double beta, float *s);
+
 /* Fake quantization in place: symmetric int8 per row (per token / per output
  * channel, amax/127), asymmetric int8 per tensor (min-max, spec §3.4). */
 void fq_rows_sym(float *x, int rows, int n);

@@ -323,18 +323,6 @@ static float *stack_weights(cslim_linear **tg, int nt, int *out) {
   return w;
 }
 
-/* s = a^α / w^β (clamped), flex smooth's final form */
-static void flex_scale(const float *a, const float *w, int n, double al, double be, float *s) {
-  for (int c = 0; c < n; c++) {
-    if (!(a[c] > 0)) {
-      s[c] = 1.0f;
-      continue;
-    }
-    double v = pow(a[c], al) * pow(w[c] > 1e-5f ? w[c] : 1e-5, -be);
-    s[c] = (float)(v > SCALE_MIN ? v : SCALE_MIN);
-  }
-}
-
 static cslim_status smooth_norm(cslim_xform *x, cslim_layer *l, cslim_input_kind kind) {
   const cslim_text_config *t = &x->m->cfg.text;
   const int n = t->hidden_size;
@@ -382,7 +370,7 @@ static cslim_status smooth_norm(cslim_xform *x, cslim_layer *l, cslim_input_kind
       rc = W ? cslim_flex_search(x->sample[kind], x->sample_rows[kind], n, W, tot, a, w, &al, &be, &err)
              : cslim_error(CSLIM_ERR_NOMEM, "out of memory");
       free(W);
-      if (!rc) flex_scale(a, w, n, al, be, s);
+      if (!rc) smooth_flex_scale(a, w, n, al, be, s);
       break;
     }
     default: break;
@@ -421,7 +409,7 @@ static cslim_status smooth_ov(cslim_xform *x, cslim_layer *l) {
       for (int i = 0; i < D; i++) a[h * D + i] = akv[(h / G) * D + i], w[h * D + i] = wkv[(h / G) * D + i];
     double al, be, err;
     if (!rc) rc = cslim_flex_search(x->sample[CSLIM_IN_O], x->sample_rows[CSLIM_IN_O], Q, l->o.w, l->o.out, a, w, &al, &be, &err);
-    if (!rc) flex_scale(akv, wkv, KV, al, be, sv);
+    if (!rc) smooth_flex_scale(akv, wkv, KV, al, be, sv);
     free(akv), free(wkv);
   }
   if (!rc) {
@@ -450,7 +438,7 @@ static cslim_status updown_scale(cslim_xform *x, const cslim_chstats *st, const 
     double al, be, err;
     smooth_col_absmax(down->w, down->out, down->in, w);
     rc = cslim_flex_search(sample, srows, n, down->w, down->out, a, w, &al, &be, &err);
-    if (!rc) flex_scale(a, w, n, al, be, s);
+    if (!rc) smooth_flex_scale(a, w, n, al, be, s);
   }
   free(a), free(w);
   return rc;
