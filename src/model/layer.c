@@ -471,6 +471,17 @@ cslim_status cslim_layer_forward(cslim_model *m, cslim_layer *l, cslim_acts *a, 
   return cslim_layer_forward_ex(m, l, a, hooks, kv, NULL);
 }
 
+cslim_status cslim_layer_observe(cslim_model *m, cslim_layer *l, cslim_acts *a, const cslim_hooks *hooks) {
+  size_t n = (size_t)a->total * (size_t)a->hidden;
+  float *save = malloc(n * sizeof(float));
+  if (!save) return cslim_error(CSLIM_ERR_NOMEM, "out of memory for a copy of the activations");
+  memcpy(save, a->h, n * sizeof(float));
+  cslim_status rc = cslim_layer_forward(m, l, a, hooks, NULL);
+  memcpy(a->h, save, n * sizeof(float));
+  free(save);
+  return rc;
+}
+
 /* ---- KV cache ---------------------------------------------------------------------------------- */
 
 cslim_status cslim_kv_cache_new(cslim_model *m, int max_tokens, cslim_kv_cache **out) {

@@ -50,6 +50,10 @@ void cslim_linear_dispose(cslim_model *m, cslim_linear *l);
 cslim_status cslim_layer_forward_ex(cslim_model *m, cslim_layer *l, cslim_acts *a, const cslim_hooks *hooks,
                                     cslim_kv_cache *kv, float *output);
 
+/* Run layer l with hooks for what they observe, leaving a->h as it was
+ * (calibration and smoothing statistics passes). */
+cslim_status cslim_layer_observe(cslim_model *m, cslim_layer *l, cslim_acts *a, const cslim_hooks *hooks);
+
 /* src/model/ops.c */
 void cslim_rmsnorm_rows(const float *x, int rows, int n, const float *w, float eps, float *y);
 void cslim_silu_mul(float *g, const float *u, size_t n); /* g = silu(g) * u */

@@ -277,18 +277,11 @@ oom:
 
 /* ---- one layer -------------------------------------------------------------------------------------- */
 
+/* the float passes observe; they must not change the activations */
 static cslim_status run_float_pass(qctx *c, cslim_acts *a, int pass) {
-  /* the float passes must not change the activations: run on a copy */
-  size_t n = (size_t)a->total * (size_t)a->hidden;
-  float *save = malloc(n * sizeof(float));
-  if (!save) return cslim_error(CSLIM_ERR_NOMEM, "out of memory for a copy of the activations");
-  memcpy(save, a->h, n * sizeof(float));
   c->pass = pass;
   cslim_hooks h = {c, on_input, on_routing};
-  cslim_status rc = cslim_layer_forward(c->m, c->layer, a, &h, NULL);
-  memcpy(a->h, save, n * sizeof(float));
-  free(save);
-  return rc;
+  return cslim_layer_observe(c->m, c->layer, a, &h);
 }
 
 typedef struct layer_out {

@@ -277,15 +277,8 @@ static cslim_status stats_pass(cslim_xform *x, cslim_layer *l, cslim_acts *a) {
     for (int e = 0; e < E && !rc; e++) rc = cslim_chstats_init(&x->st[gidx(CSLIM_IN_DOWN, e)], t->moe_intermediate_size);
   }
   if (rc) return rc;
-  size_t n = (size_t)a->total * (size_t)a->hidden;
-  float *save = malloc(n * sizeof(float));
-  if (!save) return cslim_error(CSLIM_ERR_NOMEM, "out of memory for a copy of the activations");
-  memcpy(save, a->h, n * sizeof(float));
   cslim_hooks h = {x, stats_hook, NULL};
-  rc = cslim_layer_forward(x->m, l, a, &h, NULL);
-  memcpy(a->h, save, n * sizeof(float));
-  free(save);
-  return rc;
+  return cslim_layer_observe(x->m, l, a, &h);
 }
 
 /* ---- folding ------------------------------------------------------------------------------------------ */
