@@ -104,6 +104,10 @@ void cslim_qlinear_free(cslim_qlinear *q);
 typedef struct cslim_mix_rule {
   const char *pattern; /* glob over module names: "*.mlp.*", "model.layers.{0,1}.mlp.down_proj" */
   cslim_qtype type;
+  const char *const *exclude; /* names matching one of these fall through to the next rule */
+  int n_exclude;
+  int w_method_set;           /* weight quantizer of this rule (else the run's) */
+  cslim_wmethod w_method;
 } cslim_mix_rule;
 
 typedef struct cslim_quant_params {
@@ -129,9 +133,15 @@ typedef struct cslim_quant_params {
   int legacy_names;         /* quant_model_weight_<type>*.safetensors (the v0 saver) */
   int mindie_format;        /* legacy description name + config.json "quantize" */
   int overwrite;
+  const char *calib_default_text; /* prompt paired with the images of a bare image folder (default: "Describe ...") */
+  const char *extra_name, *extra_text; /* a text file written beside the checkpoint (the recipe), or NULL */
   /* function-preserving transforms before quantization (cslim/transform.h) */
   cslim_anti_method anti_method; /* outlier suppression (default none) */
   double anti_alpha;        /* migration strength α of m1 / m4 (default 0.5) */
+  double anti_scale_min;    /* lower bound of m1 / m4 scales (default 1e-5) */
+  unsigned anti_subgraphs;  /* CSLIM_SG_* set (0: the method's legacy set) */
+  int anti_experts;         /* MoE: up-down of every expert too (v1 processors; legacy m4 skips experts) */
+  int anti_shift;           /* shift z on norm subgraphs: -1 the method's default (m2, m4 yes), 0 no, 1 yes */
   const char *anti_data;    /* statistics set for the smoothing (default: the calibration samples) */
   int anti_samples;         /* samples of anti_data used (0 = all) */
   int anti_tokens;          /* rows of each subgraph's input the m2 / m6 searches score on (default 512) */
@@ -176,6 +186,9 @@ void cslim_quant_report_free(cslim_quant_report *r);
 /* The scheme chosen for Linear `name` (rollback, exact mix key, first
  * matching mix pattern, default). */
 cslim_qtype cslim_quant_plan_linear(const cslim_quant_params *p, const char *name);
+/* The weight quantizer for Linear `name` of scheme t: its rule's, else --w_method, else SSZ for
+ * 4-bit weights and min-max for 8-bit. */
+cslim_wmethod cslim_quant_plan_wmethod(const cslim_quant_params *p, const char *name, cslim_qtype t);
 
 #ifdef __cplusplus
 }

@@ -58,6 +58,16 @@ typedef enum cslim_anti_method {
   CSLIM_ANTI_M6   /* flex smooth: α, β searched on the fake-quantized output error */
 } cslim_anti_method;
 
+/* Subgraph types a smoothing method visits (cslim_quant_params.anti_subgraphs; 0 = the method's
+ * legacy set: m1/m2 norm-linear; m4/m6 norm-linear, ov, up-down). Qwen3 has no linear-linear pair
+ * outside ov, so that type is accepted and matches nothing. */
+enum {
+  CSLIM_SG_NORM_LINEAR = 1,
+  CSLIM_SG_OV = 2,
+  CSLIM_SG_UP_DOWN = 4,
+  CSLIM_SG_LINEAR_LINEAR = 8
+};
+
 /* "m1" .. "m6" (m3/m5 are not implemented); 0 on success. */
 int cslim_anti_method_parse(const char *s, cslim_anti_method *out);
 const char *cslim_anti_method_name(cslim_anti_method m);

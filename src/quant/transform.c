@@ -23,13 +23,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCALE_MIN 1e-5
-
 struct cslim_xform {
   cslim_model *m;
   const cslim_quant_params *p;
   cslim_anti_method anti;
-  double alpha;
+  double alpha, scale_min;
+  unsigned sg;  /* CSLIM_SG_* subgraph types visited */
+  int experts;  /* MoE experts' up-down too */
+  int shift;    /* norm subgraphs shift (m2 always) */
   int sample_cap;
   cslim_rotation *R, *Ruv;
   /* the current layer */
@@ -53,7 +54,7 @@ int cslim_xform_rotates(const cslim_xform *x) { return x && x->R; }
 int cslim_xform_smooths(const cslim_xform *x) { return x && x->anti != CSLIM_ANTI_NONE; }
 
 int cslim_xform_shifts(const cslim_xform *x, int is_moe, cslim_input_kind kind) {
-  if (!x || (x->anti != CSLIM_ANTI_M2 && x->anti != CSLIM_ANTI_M4)) return 0;
+  if (!x || !x->shift || !(x->sg & CSLIM_SG_NORM_LINEAR)) return 0;
   return kind == CSLIM_IN_QKV || (kind == CSLIM_IN_GATE_UP && !is_moe);
 }
 
@@ -85,6 +86,15 @@ cslim_status cslim_xform_create(cslim_model *m, const cslim_quant_params *p, csl
   x->p = p;
   x->anti = p->anti_method;
   x->alpha = p->anti_alpha;
+  x->scale_min = p->anti_scale_min > 0 ? p->anti_scale_min : 1e-5;
+  int ll = x->anti == CSLIM_ANTI_M4 || x->anti == CSLIM_ANTI_M6; /* the methods with ov / up-down rules */
+  x->sg = p->anti_subgraphs ? p->anti_subgraphs
+                            : CSLIM_SG_NORM_LINEAR | (ll ? CSLIM_SG_OV | CSLIM_SG_UP_DOWN : 0u);
+  if (!ll) x->sg &= CSLIM_SG_NORM_LINEAR;
+  x->experts = x->anti == CSLIM_ANTI_M4 && p->anti_experts; /* m6 would need expert samples */
+  x->shift = x->anti == CSLIM_ANTI_M2 ||
+             ((x->anti == CSLIM_ANTI_M1 || x->anti == CSLIM_ANTI_M4) && (p->anti_shift < 0 ? x->anti == CSLIM_ANTI_M4
+                                                                                             : p->anti_shift));
   x->sample_cap = p->anti_tokens > 0 ? p->anti_tokens : 512;
   cslim_status rc = CSLIM_OK;
   if (p->rot) {
@@ -267,13 +277,13 @@ static cslim_status stats_pass(cslim_xform *x, cslim_layer *l, cslim_acts *a) {
   if (!x->st || !x->sample || !x->sample_rows) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   x->want_sample = x->anti == CSLIM_ANTI_M2 || x->anti == CSLIM_ANTI_M6;
   const int H = t->hidden_size, Q = t->num_heads * t->head_dim;
-  cslim_status rc = cslim_chstats_init(&x->st[CSLIM_IN_QKV], H);
-  if (!rc && x->anti != CSLIM_ANTI_M1 && x->anti != CSLIM_ANTI_M2) rc = cslim_chstats_init(&x->st[CSLIM_IN_O], Q);
+  const int norm = (x->sg & CSLIM_SG_NORM_LINEAR) != 0, ud = (x->sg & CSLIM_SG_UP_DOWN) != 0;
+  cslim_status rc = norm ? cslim_chstats_init(&x->st[CSLIM_IN_QKV], H) : CSLIM_OK;
+  if (!rc && (x->sg & CSLIM_SG_OV)) rc = cslim_chstats_init(&x->st[CSLIM_IN_O], Q);
   if (!l->is_moe) {
-    if (!rc) rc = cslim_chstats_init(&x->st[CSLIM_IN_GATE_UP], H);
-    if (!rc && x->anti != CSLIM_ANTI_M1 && x->anti != CSLIM_ANTI_M2)
-      rc = cslim_chstats_init(&x->st[CSLIM_IN_DOWN], t->intermediate_size);
-  } else if (x->anti == CSLIM_ANTI_M4) {
+    if (!rc && norm) rc = cslim_chstats_init(&x->st[CSLIM_IN_GATE_UP], H);
+    if (!rc && ud) rc = cslim_chstats_init(&x->st[CSLIM_IN_DOWN], t->intermediate_size);
+  } else if (ud && x->experts) {
     for (int e = 0; e < E && !rc; e++) rc = cslim_chstats_init(&x->st[gidx(CSLIM_IN_DOWN, e)], t->moe_intermediate_size);
   }
   if (rc) return rc;
@@ -335,17 +345,16 @@ static cslim_status smooth_norm(cslim_xform *x, cslim_layer *l, cslim_input_kind
   for (int j = 0; j < nt && !rc; j++) smooth_col_absmax(tg[j]->w, tg[j]->out, tg[j]->in, w);
   if (!rc) switch (x->anti) {
     case CSLIM_ANTI_M1:
-      smooth_absmax(st, NULL, a);
-      cslim_smooth_scale(a, w, n, x->alpha, SCALE_MIN, s);
-      break;
     case CSLIM_ANTI_M4:
-      if (!(z = malloc((size_t)n * sizeof(float)))) {
-        rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
-        break;
+      if (cslim_xform_shifts(x, l->is_moe, kind)) {
+        if (!(z = malloc((size_t)n * sizeof(float)))) {
+          rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+          break;
+        }
+        for (int c = 0; c < n; c++) z[c] = 0.5f * (st->mn[c] + st->mx[c]);
       }
-      for (int c = 0; c < n; c++) z[c] = 0.5f * (st->mn[c] + st->mx[c]);
       smooth_absmax(st, z, a);
-      cslim_smooth_scale(a, w, n, x->alpha, SCALE_MIN, s);
+      cslim_smooth_scale(a, w, n, x->alpha, x->scale_min, s);
       break;
     case CSLIM_ANTI_M2: {
       if (!(z = malloc((size_t)n * sizeof(float)))) {
@@ -385,7 +394,7 @@ static cslim_status smooth_ov(cslim_xform *x, cslim_layer *l) {
   if (!rc) smooth_absmax(st, NULL, a);
   if (!rc && x->anti == CSLIM_ANTI_M4) {
     col_signed_max(l->o.w, l->o.out, l->o.in, w);
-    cslim_smooth_scale(a, w, Q, x->alpha, SCALE_MIN, sq);
+    cslim_smooth_scale(a, w, Q, x->alpha, x->scale_min, sq);
     for (int h = 0; h < nh; h++) /* mean over the G query heads of a kv head */
       for (int i = 0; i < D; i++) sv[(h / G) * D + i] += sq[h * D + i] / (float)G;
   } else if (!rc) { /* m6: a and w reduced per kv head by max, then the search */
@@ -426,7 +435,7 @@ static cslim_status updown_scale(cslim_xform *x, const cslim_chstats *st, const 
   if (!rc) smooth_absmax(st, NULL, a);
   if (!rc && x->anti == CSLIM_ANTI_M4) {
     col_signed_max(down->w, down->out, down->in, w);
-    cslim_smooth_scale(a, w, n, x->alpha, SCALE_MIN, s);
+    cslim_smooth_scale(a, w, n, x->alpha, x->scale_min, s);
   } else if (!rc) {
     double al, be, err;
     smooth_col_absmax(down->w, down->out, down->in, w);
@@ -439,9 +448,8 @@ static cslim_status updown_scale(cslim_xform *x, const cslim_chstats *st, const 
 
 static cslim_status smooth_layer(cslim_xform *x, cslim_layer *l) {
   cslim_status rc = CSLIM_OK;
-  int ll = x->anti == CSLIM_ANTI_M4 || x->anti == CSLIM_ANTI_M6; /* ov and up-down subgraphs */
   /* up-down */
-  if (ll && !l->is_moe && x->st[CSLIM_IN_DOWN].rows) {
+  if ((x->sg & CSLIM_SG_UP_DOWN) && !l->is_moe && x->st[CSLIM_IN_DOWN].rows) {
     float *s = malloc((size_t)l->down.in * sizeof(float));
     if (!s) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
     rc = updown_scale(x, &x->st[CSLIM_IN_DOWN], x->sample[CSLIM_IN_DOWN], x->sample_rows[CSLIM_IN_DOWN], &l->down, s);
@@ -450,7 +458,7 @@ static cslim_status smooth_layer(cslim_xform *x, cslim_layer *l) {
       div_rows(l->up.w, l->up.out, l->up.in, s);
     }
     free(s);
-  } else if (x->anti == CSLIM_ANTI_M4 && l->is_moe) {
+  } else if ((x->sg & CSLIM_SG_UP_DOWN) && x->experts && l->is_moe) {
     int E = l->n_experts;
     if (!(x->exp_scale = calloc((size_t)E, sizeof(float *)))) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
     for (int e = 0; e < E && !rc; e++) {
@@ -471,10 +479,10 @@ static cslim_status smooth_layer(cslim_xform *x, cslim_layer *l) {
     }
   }
   /* ov */
-  if (!rc && ll) rc = smooth_ov(x, l);
+  if (!rc && (x->sg & CSLIM_SG_OV)) rc = smooth_ov(x, l);
   /* norm-linear */
-  if (!rc) rc = smooth_norm(x, l, CSLIM_IN_QKV);
-  if (!rc && !l->is_moe) rc = smooth_norm(x, l, CSLIM_IN_GATE_UP);
+  if (!rc && (x->sg & CSLIM_SG_NORM_LINEAR)) rc = smooth_norm(x, l, CSLIM_IN_QKV);
+  if (!rc && (x->sg & CSLIM_SG_NORM_LINEAR) && !l->is_moe) rc = smooth_norm(x, l, CSLIM_IN_GATE_UP);
   return rc;
 }
 
