@@ -8,6 +8,7 @@ pkgs=(
   libutf8proc-dev   # Unicode categories and NFC for the tokenizer
   libpng-dev        # PNG images (Qwen3-VL)
   libjpeg-dev       # JPEG images (libjpeg-turbo)
+  libyaml-dev       # recipes (YAML, msModelSlim schema)
   libcmocka-dev     # unit tests
 )
 missing=()

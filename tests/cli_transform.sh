@@ -114,9 +114,13 @@ expect_err "--anti_method: 'm3'" "anti_method m3"
 run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3" --save_path "$TMP/x" --quant_type w8a8_dynamic --anti_method m4
 expect_rc 1 "smoothing without data"
 expect_err "--anti_method m4 needs calibration data" "smoothing without data"
-run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3" --save_path "$TMP/x" --calib_data "$CALIB" --save_dtype float32
-expect_rc 1 "save_dtype on a quantized output"
-expect_err "--save_dtype applies to --quant_type float only" "save_dtype on a quantized output"
+# a quantized output in another float dtype: the float tensors and config.json follow it
+run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3" --save_path "$TMP/f16" --quant_type w8a8_dynamic --save_dtype float16
+expect_rc 0 "save_dtype float16 on a quantized output"
+grep -q '"dtype": "float16"' "$TMP/f16/config.json" || fail "config.json dtype not float16"
+"$CSLIM" inspect --model_path "$TMP/f16" | grep 'model.norm.weight' | grep -q F16 ||
+  fail "model.norm.weight not written in float16"
+rm -rf "$TMP/f16"
 run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3" --save_path "$TMP/x" --calib_data "$CALIB" --rot_mode diagonal
 expect_rc 2 "bad rot_mode"
 [ ! -e "$TMP/x" ] || fail "output left after a refused run"

@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 #include "cslim/cslim.h"
 #include "cslim/quant.h"
+#include "cslim/recipe.h"
 #include "io/json_util.h"
 
 #include <cjson/cJSON.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* mix_cfg: a JSON object {"pattern": "w8a8_dynamic", ...}, in order. */
 static cslim_status load_mix(const char *path, cslim_mix_rule **out, int *n, cJSON **keep) {
@@ -110,17 +112,114 @@ static void print_report(const cslim_quant_params *p, const cslim_quant_report *
            (long long)r->verify_tokens, r->kl, 100.0 * r->top1);
 }
 
+int cli_quant_run(const cslim_quant_params *p) {
+  cslim_quant_report rep;
+  cslim_status rc = cslim_quantize(p, &rep);
+  int ret = rc ? cli_fail() : CLI_EXIT_OK;
+  if (!rc) print_report(p, &rep);
+  cslim_quant_report_free(&rep);
+  return ret;
+}
+
+/* The flags a recipe run takes; the recipe decides everything else. */
+static int recipe_flag(const char *name) {
+  static const char *ok[] = {"model_path", "save_path", "model_type", "quant_type", "config_path", "tag", "yes",
+                             "trust_remote_code", "device", "calib_data", "calib_samples", "calib_seq_len", "holdout",
+                             "overwrite", "expert_min_tokens", "save_dtype", NULL};
+  for (int i = 0; ok[i]; i++)
+    if (!strcmp(ok[i], name)) return 1;
+  return 0;
+}
+
+/* A fallback recipe is used only after a yes: --yes, or y on an interactive terminal. */
+static int accept_fallback(const char *note, int yes) {
+  fprintf(stderr, "cslim quant: %s\n", note);
+  if (yes) return 1;
+  if (!isatty(STDIN_FILENO)) {
+    fprintf(stderr, "cslim quant: error: a fallback recipe needs confirmation: pass --yes to accept it, or --config_path "
+                    "to name a recipe\n");
+    return 0;
+  }
+  fprintf(stderr, "continue with it? [y/N] ");
+  char line[16];
+  return fgets(line, sizeof line, stdin) && (line[0] == 'y' || line[0] == 'Y');
+}
+
+/* --model_type / --config_path: the recipe's run (spec §1.3). */
+static int run_recipe(const cli_command *cmd, cslim_quant_params *p, const char *model_type, const char *quant_type,
+                      const char *config_path, const cli_list *tags, int yes) {
+  if (!model_type) return cli_usage_error(cmd, "--config_path needs --model_type (it names the output's "
+                                                "<model_type>_best_practice.yaml)");
+  if (config_path && quant_type)
+    return cli_usage_error(cmd, "--quant_type and --config_path exclude each other: the recipe names the scheme");
+  const char *ped = cslim_model_pedigree(model_type);
+  cslim_config cfg;
+  if (cslim_config_load(p->model_path, &cfg)) return cli_fail();
+  if (ped && strcmp(ped, cslim_family_name(cfg.family)))
+    return cli_usage_error(cmd, "--model_type %s is a %s model, but %s is %s (config.json)", model_type, ped,
+                           p->model_path, cslim_family_name(cfg.family));
+  cslim_practice pr = {0};
+  const char *path = config_path;
+  if (!path) {
+    if (cslim_practice_select(cslim_recipes_dir(), model_type, quant_type ? quant_type : "w8a8", tags->v, tags->n, &pr))
+      return cli_fail();
+    path = pr.path;
+    if (pr.fallback && !accept_fallback(pr.note, yes)) {
+      cslim_practice_free(&pr);
+      return CLI_EXIT_FAIL;
+    }
+  }
+  cslim_recipe *r = NULL;
+  char *calib = NULL, *anti = NULL, name[160];
+  int ret = CLI_EXIT_FAIL;
+  if (cslim_recipe_load(path, &r) || cslim_recipe_apply(r, p)) goto done;
+  if (!p->calib_data && cslim_recipe_dataset(r)) {
+    if (cslim_calib_resolve(cslim_recipe_dataset(r), &calib)) goto done;
+    p->calib_data = calib;
+  }
+  if (!p->anti_data && cslim_recipe_anti_dataset(r)) {
+    if (cslim_calib_resolve(cslim_recipe_anti_dataset(r), &anti)) goto done;
+    p->anti_data = anti;
+  }
+  snprintf(name, sizeof name, "%s_best_practice.yaml", model_type);
+  p->extra_name = name;
+  p->extra_text = cslim_recipe_text(r);
+  cslim_log(CSLIM_LOG_INFO, "recipe %s (%s): %s; calibration data %s", path, cslim_recipe_config_id(r),
+            cslim_recipe_summary(r), p->calib_data ? p->calib_data : "none");
+  ret = cli_quant_run(p);
+  goto out;
+done:
+  ret = cli_fail();
+out:
+  cslim_recipe_free(r);
+  cslim_practice_free(&pr);
+  free(calib);
+  free(anti);
+  return ret;
+}
+
 int cmd_quant(int argc, char **argv) {
   cslim_quant_params p;
   cslim_quant_params_default(&p);
-  const char *quant_type = "w8a8", *w_method = NULL, *mix_cfg = NULL, *device = "cpu";
+  const char *quant_type = NULL, *w_method = NULL, *mix_cfg = NULL, *device = "cpu";
   const char *anti_method = NULL, *rot_mode = "hadamard", *save_dtype = NULL;
-  int rot_seed = 1234;
-  cli_list disable = {0}, exclude = {0};
+  const char *model_type = NULL, *config_path = NULL;
+  int rot_seed = 1234, yes = 0, trust_remote_code = 0;
+  cli_list disable = {0}, exclude = {0}, tags = {0};
   cli_opt opts[] = {
       {"model_path", CLI_STR, &p.model_path, "DIR", "float model (Hugging Face layout)", 1, 0},
       {"save_path", CLI_STR, &p.save_path, "DIR", "output directory (written atomically)", 1, 0},
-      {"quant_type", CLI_STR, &quant_type, "Q", "w8a8 (default), w8a8_dynamic, w8a8_mix, w8a16, w4a8, float (transforms only)", 0, 0},
+      {"model_type", CLI_STR, &model_type, "T",
+       "run the recipe for this model (Qwen3-32B, Qwen3-30B, Qwen3-VL-8B-Instruct, ...; see below)", 0, 0},
+      {"quant_type", CLI_STR, &quant_type, "Q",
+       "with --model_type: the recipe label (w8a8 default, w4a8, w8a8s, w8a16, w8a8c8, ...); without: the scheme, "
+       "w8a8 (default), w8a8_dynamic, w8a8_mix, w8a16, w4a8, float (transforms only)", 0, 0},
+      {"config_path", CLI_STR, &config_path, "YAML", "run this recipe (msModelSlim schema) instead of looking one up", 0, 0},
+      {"tag", CLI_LIST, &tags, "TAG", "scenario tags a recipe must be verified for (MindIE Atlas_A2_Inference, "
+       "vLLM_Ascend, ...)", 0, 0},
+      {"yes", CLI_BOOL, &yes, NULL, "accept a fallback recipe without asking", 0, 0},
+      {"trust_remote_code", CLI_BOOL, &trust_remote_code, NULL,
+       "accepted for msModelSlim compatibility; cslim never executes code from the model directory", 0, 0},
       {"calib_data", CLI_STR, &p.calib_data, "F|DIR", ".json / .jsonl file or image folder (static schemes need it)", 0, 0},
       {"calib_samples", CLI_INT, &p.calib_samples, "N", "calibration samples (default: all)", 0, 0},
       {"calib_seq_len", CLI_INT, &p.calib_seq_len, "N", "tokens per sample, longer ones truncated (default 256)", 0, 0},
@@ -155,8 +254,8 @@ int cmd_quant(int argc, char **argv) {
       {"rot_block_size", CLI_INT, &p.rot_block_size, "N", "block-diagonal rotation of N-sized blocks (default: one "
        "block of the hidden size; 32 for block_shifted)", 0, 0},
       {"rot_seed", CLI_INT, &rot_seed, "S", "seed of the rotation's random signs (default 1234)", 0, 0},
-      {"save_dtype", CLI_STR, &save_dtype, "T", "--quant_type float: bfloat16, float16 or float32 (default: the "
-       "model's)", 0, 0},
+      {"save_dtype", CLI_STR, &save_dtype, "T", "dtype of the float tensors written: bfloat16, float16 or float32 "
+       "(default: the model's; config.json follows)", 0, 0},
       {"overwrite", CLI_BOOL, &p.overwrite, NULL, "replace a non-empty save_path", 0, 0},
       {"device", CLI_STR, &device, "DEV", "cpu (default)", 0, 0},
       CLI_END,
@@ -172,9 +271,44 @@ int cmd_quant(int argc, char **argv) {
       "the float model on held-back samples (KL divergence, top-1 agreement).\n\n"
       "--anti_method (m1, m2, m4, m6) and --rot first fold outlier smoothing and a Hadamard\n"
       "rotation into each layer's weights without changing the float function;\n"
-      "--quant_type float writes only that, as a float checkpoint in the Hub's layout."};
+      "--quant_type float writes only that, as a float checkpoint in the Hub's layout.\n\n"
+      "Recipes (msModelSlim's one-click mode): --model_type picks the recipe family\n"
+      "(Qwen3-8B/14B/32B: qwen3; Qwen3-30B/235B/Coder-480B-A35B: qwen3_moe; Qwen3-VL-4B/8B/32B-\n"
+      "Instruct: qwen3_vl; Qwen3-VL-30B-A3B/235B-A22B: qwen3_vl_moe) and --quant_type the label;\n"
+      "without a recipe verified for both, the fallback order is: other scenarios, the default\n"
+      "recipe, then W8A8 the same way; a fallback is announced and needs --yes (or y on a\n"
+      "terminal). --config_path runs a YAML of your own. The recipe names its calibration set\n"
+      "(found in data/calib, or give --calib_data) and is copied into the output as\n"
+      "<model_type>_best_practice.yaml. Recipes ship in recipes/ ($CSLIM_RECIPES overrides).\n"
+      "--trust_remote_code is accepted and ignored: cslim reads config.json, tokenizer and\n"
+      "safetensors only and never runs Python from the model directory."};
   int r = cli_parse(&cmd, opts, argc, argv, NULL, NULL);
   if (r) return r < 0 ? CLI_EXIT_OK : r;
+  (void)trust_remote_code;
+  if (strcmp(device, "cpu") != 0)
+    return cli_usage_error(&cmd, "--device %s: this build calibrates on the CPU only", device);
+  if (save_dtype) {
+    if (!strcmp(save_dtype, "bfloat16") || !strcmp(save_dtype, "bf16"))
+      p.save_dtype = CSLIM_BF16;
+    else if (!strcmp(save_dtype, "float16") || !strcmp(save_dtype, "f16"))
+      p.save_dtype = CSLIM_F16;
+    else if (!strcmp(save_dtype, "float32") || !strcmp(save_dtype, "f32"))
+      p.save_dtype = CSLIM_F32;
+    else
+      return cli_usage_error(&cmd, "--save_dtype: '%s' is not bfloat16, float16 or float32", save_dtype);
+    p.save_dtype_set = 1;
+  }
+  if (model_type || config_path) {
+    for (const cli_opt *o = opts; o->name; o++)
+      if (o->seen && !recipe_flag(o->name))
+        return cli_usage_error(&cmd, "--%s: the recipe decides this; copy the recipe, edit it and pass it with "
+                               "--config_path", o->name);
+    r = run_recipe(&cmd, &p, model_type, quant_type, config_path, &tags, yes);
+    free(tags.v);
+    return r;
+  }
+  if (tags.n || yes) return cli_usage_error(&cmd, "--tag and --yes choose a recipe: they need --model_type");
+  if (!quant_type) quant_type = "w8a8";
   if (cslim_scheme_parse(quant_type, &p.quant_type) != 0 || p.quant_type == CSLIM_QT_W8A8SC)
     return cli_usage_error(&cmd, "--quant_type: '%s' is not one of %s", quant_type, cslim_scheme_names());
   if (p.act_method < 1 || p.act_method > 3) return cli_usage_error(&cmd, "--act_method must be 1, 2 or 3");
@@ -196,20 +330,7 @@ int cmd_quant(int argc, char **argv) {
   else
     return cli_usage_error(&cmd, "--rot_mode: '%s' is not hadamard or block_shifted", rot_mode);
   p.rot_seed = (uint64_t)(unsigned)rot_seed;
-  if (save_dtype) {
-    if (!strcmp(save_dtype, "bfloat16") || !strcmp(save_dtype, "bf16"))
-      p.save_dtype = CSLIM_BF16;
-    else if (!strcmp(save_dtype, "float16") || !strcmp(save_dtype, "f16"))
-      p.save_dtype = CSLIM_F16;
-    else if (!strcmp(save_dtype, "float32") || !strcmp(save_dtype, "f32"))
-      p.save_dtype = CSLIM_F32;
-    else
-      return cli_usage_error(&cmd, "--save_dtype: '%s' is not bfloat16, float16 or float32", save_dtype);
-    p.save_dtype_set = 1;
-  }
   if (p.anti_samples < 0 || p.anti_tokens < 1) return cli_usage_error(&cmd, "--anti_batch_size / --anti_tokens must be positive");
-  if (strcmp(device, "cpu") != 0)
-    return cli_usage_error(&cmd, "--device %s: this build calibrates on the CPU only", device);
   if (p.calib_seq_len < 0 || p.calib_samples < 0 || p.holdout < 0 || p.part_file_size < 0)
     return cli_usage_error(&cmd, "sizes and counts must not be negative");
   p.disable_names = disable.v;
@@ -220,11 +341,7 @@ int cmd_quant(int argc, char **argv) {
   cslim_mix_rule *mix = NULL;
   if (mix_cfg && load_mix(mix_cfg, &mix, &p.n_mix, &mix_root)) return cli_fail();
   p.mix = mix;
-  cslim_quant_report rep;
-  cslim_status rc = cslim_quantize(&p, &rep);
-  int ret = rc ? cli_fail() : CLI_EXIT_OK;
-  if (!rc) print_report(&p, &rep);
-  cslim_quant_report_free(&rep);
+  int ret = cli_quant_run(&p);
   free(mix);
   cJSON_Delete(mix_root);
   free(disable.v);

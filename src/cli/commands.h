@@ -17,5 +17,11 @@ int cmd_generate(int argc, char **argv);
 int cmd_quant(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_quant_vl(int argc, char **argv);
+int cmd_quant_moe(int argc, char **argv);
+
+struct cslim_quant_params;
+/* Run the quantizer and print its report; returns the exit code. */
+int cli_quant_run(const struct cslim_quant_params *p);
 
 #endif

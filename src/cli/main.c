@@ -13,7 +13,9 @@ static const cli_entry k_commands[] = {
     {"forward", "run the float32 forward pass and write logits", cmd_forward},
     {"eval", "evaluate a model (perplexity)", cmd_eval},
     {"generate", "greedy generation from a prompt", cmd_generate},
-    {"quant", "quantize a model (W8A8, W8A8_DYNAMIC, W4A8_DYNAMIC, W8A16, ...)", cmd_quant},
+    {"quant", "quantize a model (W8A8, W8A8_DYNAMIC, W4A8_DYNAMIC, W8A16, ...), by flags or by recipe", cmd_quant},
+    {"quant-vl", "quantize Qwen3-VL with the arguments of msModelSlim's Qwen3-VL script", cmd_quant_vl},
+    {"quant-moe", "quantize Qwen3-MoE W8A8 with the arguments of msModelSlim's Qwen3-MoE script", cmd_quant_moe},
     {"convert", "re-target a quantized checkpoint to an inference engine", cmd_convert},
     {"check", "validate a quantized checkpoint the way an engine reads it", cmd_check},
 };

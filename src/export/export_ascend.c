@@ -409,8 +409,9 @@ static cslim_status write_description(cslim_exporter *e) {
 }
 
 /* config.json: quantization_config removed (top level and text_config: vLLM
- * would read it instead of the description); MindIE format adds "quantize"
- * and a quantization_config of its own. Untouched files are copied as is. */
+ * would read it instead of the description); torch_dtype / dtype set to the
+ * dtype the float tensors are written in; MindIE format adds "quantize" and a
+ * quantization_config of its own. Untouched files are copied as is. */
 static cslim_status write_config(cslim_exporter *e) {
   char src[4096], dst[4096];
   snprintf(src, sizeof src, "%s/config.json", e->model_dir);
@@ -426,6 +427,28 @@ static cslim_status write_config(cslim_exporter *e) {
   cJSON *tc = cJSON_GetObjectItemCaseSensitive(c, "text_config");
   if (cJSON_IsObject(tc) && cJSON_GetObjectItemCaseSensitive(tc, "quantization_config")) {
     cJSON_DeleteItemFromObjectCaseSensitive(tc, "quantization_config");
+    changed = 1;
+  }
+  /* a quantized checkpoint: the dtype the float tensors are written in (--save_dtype / --torch_dtype), which
+   * the engine serves in and which decides deq_scale's dtype. A float (transforms-only) checkpoint keeps the
+   * model's: --save_dtype float32 there stores the transformed weights exactly, and the model still computes
+   * as the original does (RoPE's inverse frequencies depend on the dtype). */
+  const char *dn = e->o.model_dtype == CSLIM_F32 ? "float32" : e->o.model_dtype == CSLIM_F16 ? "float16" : "bfloat16";
+  cJSON *scopes[3] = {c, cJSON_IsObject(tc) ? tc : NULL, cJSON_GetObjectItemCaseSensitive(c, "vision_config")};
+  int top_has = 0;
+  for (int i = 0; i < 3 && e->o.saver != CSLIM_SAVER_HUB; i++)
+    for (int k = 0; k < 2 && cJSON_IsObject(scopes[i]); k++) {
+      const char *key = k ? "dtype" : "torch_dtype";
+      cJSON *d = cJSON_GetObjectItemCaseSensitive(scopes[i], key);
+      if (!cJSON_IsString(d)) continue;
+      top_has |= i == 0;
+      if (strcmp(d->valuestring, dn)) {
+        cJSON_ReplaceItemInObjectCaseSensitive(scopes[i], key, cJSON_CreateString(dn));
+        changed = 1;
+      }
+    }
+  if (!top_has && e->o.model_dtype != CSLIM_BF16 && e->o.saver != CSLIM_SAVER_HUB) {
+    cJSON_AddStringToObject(c, "torch_dtype", dn);
     changed = 1;
   }
   if (e->o.saver == CSLIM_SAVER_MINDIE) {

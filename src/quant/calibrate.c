@@ -18,6 +18,7 @@
 #include "cslim/dataset.h"
 #include "cslim/inspect.h"
 #include "cslim/staging.h"
+#include "io/json_util.h"
 #include "cslim/tokenizer.h"
 #include "cslim/vision.h"
 #include "export/exporter.h"
@@ -112,7 +113,7 @@ static cslim_status quantize_weights(qctx *c, lin_q *q) {
   if (!l->w) return cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", l->name);
   if (sc->w_bits == 4 && c->p->group_size > 0)
     rc = cslim_wq_group(l->w, l->out, l->in, c->p->group_size, &q->wq);
-  else if ((c->p->w_method_set ? c->p->w_method : sc->w_bits == 4 ? CSLIM_WM_SSZ : CSLIM_WM_MINMAX) == CSLIM_WM_SSZ)
+  else if (cslim_quant_plan_wmethod(c->p, l->name, q->type) == CSLIM_WM_SSZ)
     rc = cslim_wq_ssz(l->w, l->out, l->in, sc->w_bits, 50, &q->wq);
   else
     rc = cslim_wq_minmax(l->w, l->out, l->in, sc->w_bits, &q->wq);
@@ -903,9 +904,6 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   cslim_status rc = cslim_model_open(p->model_path, &m);
   if (!rc && cslim_model_is_quantized(m))
     rc = cslim_error(CSLIM_ERR_INVALID, "%s is already a quantized checkpoint", p->model_path);
-  if (!rc && p->save_dtype_set && !hub)
-    rc = cslim_error(CSLIM_ERR_INVALID, "--save_dtype applies to --quant_type float only (quantized checkpoints "
-                     "keep the model's dtype, which decides deq_scale's dtype)");
   if (!rc) rc = cslim_xform_create(m, p, &xf);
   const cslim_text_config *t = m ? &m->cfg.text : NULL;
   if (!rc && m->cfg.has_vision && (p->calib_data || p->anti_data)) {
@@ -914,7 +912,8 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   }
   /* calibration data: the first calib_samples samples; the next `holdout` for the final check */
   if (!rc && (p->calib_data || (p->anti_data && xf))) rc = cslim_tokenizer_load(p->model_path, &tok);
-  if (!rc && p->calib_data) rc = cslim_dataset_load(p->calib_data, NULL, &ds);
+  cslim_dataset_opts dso = {0, p->calib_default_text};
+  if (!rc && p->calib_data) rc = cslim_dataset_load(p->calib_data, &dso, &ds);
   if (!rc && ds) {
     size_t nc = p->calib_samples > 0 && (size_t)p->calib_samples < ds->n ? (size_t)p->calib_samples : ds->n;
     size_t nh = (size_t)(p->holdout > 0 ? p->holdout : 0);
@@ -930,7 +929,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   }
   /* a separate statistics set for the smoothing */
   if (!rc && p->anti_data && cslim_xform_smooths(xf)) {
-    rc = cslim_dataset_load(p->anti_data, NULL, &ads);
+    rc = cslim_dataset_load(p->anti_data, &dso, &ads);
     size_t na = p->anti_samples > 0 && (size_t)p->anti_samples < ads->n ? (size_t)p->anti_samples : ads->n;
     if (!rc) rc = tokenize_samples(tok, prp, ads, 0, na, p->calib_seq_len, &anti_set);
   }
@@ -1025,6 +1024,11 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
                                  &rep->top1, &rep->verify_tokens);
     rep->verified = !rc;
     rep->t_verify = cslim_now() - t0;
+  }
+  if (!rc && p->extra_name && p->extra_text) {
+    char path[4352];
+    snprintf(path, sizeof path, "%s/%s", cslim_staging_path(sg), p->extra_name);
+    rc = cslim_write_text(path, p->extra_text);
   }
   if (!rc && cslim_interrupted()) rc = cslim_error(CSLIM_ERR_INTERRUPTED, "interrupted: %s was not written", p->save_path);
   if (!rc) {
