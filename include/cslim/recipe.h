@@ -39,6 +39,8 @@ int cslim_recipe_label_parse(const char *quant_type, cslim_recipe_label *out);
 typedef struct cslim_recipe cslim_recipe;
 
 cslim_status cslim_recipe_load(const char *path, cslim_recipe **out);
+/* From memory; `name` stands for the file in messages. */
+cslim_status cslim_recipe_parse(const char *text, size_t len, const char *name, cslim_recipe **out);
 void cslim_recipe_free(cslim_recipe *r);
 
 const char *cslim_recipe_path(const cslim_recipe *r);

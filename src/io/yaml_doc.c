@@ -5,18 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-cslim_status cslim_yaml_load(const char *path, cslim_yaml **out) {
+cslim_status cslim_yaml_parse(const char *text, size_t len, const char *name, cslim_yaml **out) {
   *out = NULL;
   cslim_yaml *y = calloc(1, sizeof *y);
-  if (!y || !(y->path = strdup(path))) {
+  if (!y || !(y->path = strdup(name)) || !(y->text = malloc(len + 1))) {
+    if (y) free(y->path);
     free(y);
     return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   }
-  cslim_status rc = cslim_read_file(path, &y->text, &y->len);
-  if (rc) {
-    free(y->path), free(y);
-    return rc;
-  }
+  memcpy(y->text, text, len);
+  y->text[len] = '\0';
+  y->len = len;
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser)) {
     free(y->text), free(y->path), free(y);
@@ -25,9 +24,9 @@ cslim_status cslim_yaml_load(const char *path, cslim_yaml **out) {
   yaml_parser_set_input_string(&parser, (const unsigned char *)y->text, y->len);
   if (!yaml_parser_load(&parser, &y->doc)) {
     yaml_mark_t m = parser.problem_mark;
-    rc = cslim_error(CSLIM_ERR_FORMAT, "%s:%zu:%zu: invalid YAML: %s%s%s", path, m.line + 1, m.column + 1,
-                     parser.problem ? parser.problem : "parse error", parser.context ? " " : "",
-                     parser.context ? parser.context : "");
+    cslim_status rc = cslim_error(CSLIM_ERR_FORMAT, "%s:%zu:%zu: invalid YAML: %s%s%s", name, m.line + 1,
+                                  m.column + 1, parser.problem ? parser.problem : "parse error",
+                                  parser.context ? " " : "", parser.context ? parser.context : "");
     yaml_parser_delete(&parser);
     free(y->text), free(y->path), free(y);
     return rc;
@@ -35,10 +34,21 @@ cslim_status cslim_yaml_load(const char *path, cslim_yaml **out) {
   yaml_parser_delete(&parser);
   if (!yaml_document_get_root_node(&y->doc)) {
     cslim_yaml_free(y);
-    return cslim_error(CSLIM_ERR_FORMAT, "%s: empty YAML file", path);
+    return cslim_error(CSLIM_ERR_FORMAT, "%s: empty YAML file", name);
   }
   *out = y;
   return CSLIM_OK;
+}
+
+cslim_status cslim_yaml_load(const char *path, cslim_yaml **out) {
+  *out = NULL;
+  char *text;
+  size_t len;
+  cslim_status rc = cslim_read_file(path, &text, &len);
+  if (rc) return rc;
+  rc = cslim_yaml_parse(text, len, path, out);
+  free(text);
+  return rc;
 }
 
 void cslim_yaml_free(cslim_yaml *y) {

@@ -17,6 +17,8 @@ typedef struct cslim_yaml {
 
 /* Parse errors name the file, line and column. An empty file is an error. */
 cslim_status cslim_yaml_load(const char *path, cslim_yaml **out);
+/* The same from memory; `name` stands for the file in messages. */
+cslim_status cslim_yaml_parse(const char *text, size_t len, const char *name, cslim_yaml **out);
 void cslim_yaml_free(cslim_yaml *y);
 
 yaml_node_t *cslim_yaml_root(cslim_yaml *y);

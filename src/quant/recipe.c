@@ -683,15 +683,32 @@ static cslim_status parse_v0(cslim_recipe *r, yaml_node_t *spec) {
 
 /* ---- loading ------------------------------------------------------------------------------------ */
 
+static cslim_status recipe_build(cslim_yaml *y, cslim_recipe **out);
+
 cslim_status cslim_recipe_load(const char *path, cslim_recipe **out) {
   *out = NULL;
+  cslim_yaml *y;
+  cslim_status rc = cslim_yaml_load(path, &y);
+  return rc ? rc : recipe_build(y, out);
+}
+
+cslim_status cslim_recipe_parse(const char *text, size_t len, const char *name, cslim_recipe **out) {
+  *out = NULL;
+  cslim_yaml *y;
+  cslim_status rc = cslim_yaml_parse(text, len, name, &y);
+  return rc ? rc : recipe_build(y, out);
+}
+
+/* takes y */
+static cslim_status recipe_build(cslim_yaml *y, cslim_recipe **out) {
+  const char *path = y->path;
   cslim_recipe *r = calloc(1, sizeof *r);
-  if (!r) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
-  cslim_status rc = cslim_yaml_load(path, &r->y);
-  if (rc) {
-    free(r);
-    return rc;
+  if (!r) {
+    cslim_yaml_free(y);
+    return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   }
+  r->y = y;
+  cslim_status rc = CSLIM_OK;
   r->act_method = 1;
   r->shift = -1;
   yaml_node_t *root = cslim_yaml_root(r->y), *n;
