@@ -56,7 +56,17 @@ typedef struct cslim_wq {
   float *scale2;   /* [n, k / group_size] second-stage scales */
   double err_sq;   /* sum (W - Ŵ)^2 */
   double w_sq;     /* sum W^2 */
+  int64_t n_wide;  /* W8A8S: codes outside [-8, 7] (the protected outliers) */
 } cslim_wq;
+
+/* W8A8S: low-bit sparse weights with int8 outliers (spec §3.15). */
+typedef struct cslim_sparse_params {
+  double fraction;     /* share of each output channel kept as int8 outliers, 0.01 .. 0.1 (default 0.01) */
+  int use_sigma;       /* outliers: |w - mean| > sigma_factor * std of the channel instead */
+  double sigma_factor; /* 1.0 .. 4.0 (default 3.0) */
+  int open_outlier;    /* 1 (default): outliers keep int8 codes; 0: every code in [-8, 7] */
+  int co_sparse;       /* legacy backend: scale = inlier max / 7, no search */
+} cslim_sparse_params;
 
 /* All quantizers refuse a weight with a non-finite value (CSLIM_ERR_NUMERIC,
  * naming the row). */
@@ -67,6 +77,10 @@ cslim_status cslim_wq_ssz(const float *w, int n, int k, int bits, int max_iter, 
 /* Two-stage per-group int4: per-channel int8, then int4 per group of the int8
  * codes (spec §3.8, v0). */
 cslim_status cslim_wq_group(const float *w, int n, int k, int group_size, cslim_wq *out);
+/* W8A8S (spec §3.15), per output channel: outliers (the fraction largest |w|, or beyond
+ * mean ± sigma_factor·std) keep int8 codes, the others are held to [-8, 7]; the scale is
+ * searched to minimise the channel's error (docs/sparse.md). Codes int8, bits = 8. */
+cslim_status cslim_wq_sparse(const float *w, int n, int k, const cslim_sparse_params *sp, cslim_wq *out);
 /* w[n, k] = q * scale (* scale2 for per-group). */
 void cslim_wq_dequant(const cslim_wq *q, float *w);
 void cslim_wq_free(cslim_wq *q);
@@ -151,6 +165,7 @@ typedef struct cslim_quant_params {
   uint64_t rot_seed;        /* random signs of the rotation (default 1234) */
   cslim_dtype save_dtype;   /* --quant_type float: dtype of the written tensors (default: the model's) */
   int save_dtype_set;
+  cslim_sparse_params sparse; /* W8A8S weights */
 } cslim_quant_params;
 
 void cslim_quant_params_default(cslim_quant_params *p);
@@ -158,6 +173,8 @@ void cslim_quant_params_default(cslim_quant_params *p);
 typedef struct cslim_quant_layer_stats {
   float in_min[5], in_max[5]; /* per input kind (QKV, O, GATE_UP, DOWN, ROUTER) over the layer */
   double werr;                /* ||W - Ŵ|| / ||W|| over the layer's quantized linears */
+  int64_t sparse_codes, sparse_wide; /* W8A8S codes of the layer, and those outside [-8, 7] */
+  double sparse_bits;         /* W8A8S: bits per weight after the W8A8SC codec */
   int n_hist;                 /* groups calibrated with the histogram */
   double seconds;
 } cslim_quant_layer_stats;

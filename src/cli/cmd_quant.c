@@ -59,8 +59,15 @@ static void print_report(const cslim_quant_params *p, const cslim_quant_report *
          "read %.1f MB, wrote %.1f MB\n",
          r->seconds, r->t_read, r->t_forward, r->t_stats, r->t_write, r->t_verify, (double)r->peak_rss / 1e6,
          (double)r->bytes_read / 1e6, (double)r->bytes_written / 1e6);
-  printf("\n  layer  %-22s %-22s %-22s %-22s %9s %4s %7s\n", "qkv input", "o input", "gate/up input", "down input",
-         "w err", "hist", "time");
+  int64_t sp_codes = 0, sp_wide = 0;
+  double sp_bytes = 0;
+  for (int l = 0; l < r->n_layers; l++) {
+    sp_codes += r->layers[l].sparse_codes;
+    sp_wide += r->layers[l].sparse_wide;
+    sp_bytes += r->layers[l].sparse_bits * (double)r->layers[l].sparse_codes / 8.0;
+  }
+  printf("\n  layer  %-22s %-22s %-22s %-22s %9s %4s %7s%s\n", "qkv input", "o input", "gate/up input", "down input",
+         "w err", "hist", "time", sp_codes ? "  int8 codes  bits/w (W8A8SC)" : "");
   for (int l = 0; l < r->n_layers; l++) {
     const cslim_quant_layer_stats *s = &r->layers[l];
     printf("  %5d ", l);
@@ -72,9 +79,19 @@ static void print_report(const cslim_quant_params *p, const cslim_quant_report *
         snprintf(b, sizeof b, "-");
       printf(" %-22s", b);
     }
-    printf(" %9.5f %4d %6.2fs\n", s->werr, s->n_hist, s->seconds);
+    printf(" %9.5f %4d %6.2fs", s->werr, s->n_hist, s->seconds);
+    if (sp_codes)
+      printf("  %9.3f %%  %6.2f", s->sparse_codes ? 100.0 * (double)s->sparse_wide / (double)s->sparse_codes : 0.0,
+             s->sparse_bits);
+    printf("\n");
   }
   (void)kind_names;
+  if (sp_codes)
+    printf("\n  W8A8S: %lld codes, %.3f %% outside [-8, 7] (int8 outliers), %.2f %% in the 4-bit range; the W8A8SC "
+           "codec stores them in %.2f bits per weight (%.2fx, before tensor-parallel splitting)\n",
+           (long long)sp_codes, 100.0 * (double)sp_wide / (double)sp_codes,
+           100.0 - 100.0 * (double)sp_wide / (double)sp_codes, 8.0 * sp_bytes / (double)sp_codes,
+           (double)sp_codes / sp_bytes);
   if (r->n_experts && !r->calib_tokens) {
     printf("\n  experts: no calibration data, every expert's weights %s\n",
            r->model_quant_type == CSLIM_QT_FLOAT ? "written as transformed" : "quantized data-free");
@@ -110,6 +127,32 @@ static void print_report(const cslim_quant_params *p, const cslim_quant_report *
     printf("\n  check on held-back samples (%lld tokens, integer-exact): KL(float || quantized) %.5f nats, "
            "top-1 agreement %.2f %%\n",
            (long long)r->verify_tokens, r->kl, 100.0 * r->top1);
+}
+
+int cli_scheme_from_bits(const cli_command *cmd, int w_bit, int a_bit, int is_dynamic, int is_lowbit, int co_sparse,
+                         cslim_qtype *t) {
+  if (co_sparse || (is_lowbit && !is_dynamic)) { /* QuantConfig: co_sparse forces 4/8; is_lowbit with 4/8 is W8A8S */
+    if (!co_sparse && !(w_bit == 4 && a_bit == 8))
+      return cli_usage_error(cmd, "--is_lowbit needs --w_bit 4 --a_bit 8 (W8A8S); the low-bit auto-precision mode "
+                             "of other widths is not implemented");
+    *t = CSLIM_QT_W8A8S;
+    return 0;
+  }
+  if (w_bit == 8 && a_bit == 8) *t = is_dynamic ? CSLIM_QT_W8A8_DYNAMIC : CSLIM_QT_W8A8;
+  else if (w_bit == 4 && a_bit == 8 && is_dynamic) *t = CSLIM_QT_W4A8_DYNAMIC;
+  else if (w_bit == 8 && a_bit == 16) *t = CSLIM_QT_W8A16;
+  else
+    return cli_usage_error(cmd, "--w_bit %d --a_bit %d%s is not a scheme (w8a8, w8a8 --is_dynamic, w4a8 --is_dynamic, "
+                           "w4a8 --is_lowbit, w8a16)", w_bit, a_bit, is_dynamic ? " --is_dynamic" : "");
+  return 0;
+}
+
+int cli_check_sparse(const cli_command *cmd, const cslim_quant_params *p) {
+  if (p->sparse.fraction < 0.01 || p->sparse.fraction > 0.1)
+    return cli_usage_error(cmd, "--fraction %g is not in [0.01, 0.1]", p->sparse.fraction);
+  if (p->sparse.sigma_factor < 1.0 || p->sparse.sigma_factor > 4.0)
+    return cli_usage_error(cmd, "--sigma_factor %g is not in [1.0, 4.0]", p->sparse.sigma_factor);
+  return 0;
 }
 
 int cli_quant_run(const cslim_quant_params *p) {
@@ -204,7 +247,7 @@ int cmd_quant(int argc, char **argv) {
   const char *quant_type = NULL, *w_method = NULL, *mix_cfg = NULL, *device = "cpu";
   const char *anti_method = NULL, *rot_mode = "hadamard", *save_dtype = NULL;
   const char *model_type = NULL, *config_path = NULL;
-  int rot_seed = 1234, yes = 0, trust_remote_code = 0;
+  int rot_seed = 1234, yes = 0, trust_remote_code = 0, w_bit = 0, a_bit = 0, is_lowbit = 0, co_sparse = 0;
   cli_list disable = {0}, exclude = {0}, tags = {0};
   cli_opt opts[] = {
       {"model_path", CLI_STR, &p.model_path, "DIR", "float model (Hugging Face layout)", 1, 0},
@@ -213,7 +256,7 @@ int cmd_quant(int argc, char **argv) {
        "run the recipe for this model (Qwen3-32B, Qwen3-30B, Qwen3-VL-8B-Instruct, ...; see below)", 0, 0},
       {"quant_type", CLI_STR, &quant_type, "Q",
        "with --model_type: the recipe label (w8a8 default, w4a8, w8a8s, w8a16, w8a8c8, ...); without: the scheme, "
-       "w8a8 (default), w8a8_dynamic, w8a8_mix, w8a16, w4a8, float (transforms only)", 0, 0},
+       "w8a8 (default), w8a8_dynamic, w8a8_mix, w8a16, w4a8, w8a8s, float (transforms only)", 0, 0},
       {"config_path", CLI_STR, &config_path, "YAML", "run this recipe (msModelSlim schema) instead of looking one up", 0, 0},
       {"tag", CLI_LIST, &tags, "TAG", "scenario tags a recipe must be verified for (MindIE Atlas_A2_Inference, "
        "vLLM_Ascend, ...)", 0, 0},
@@ -254,6 +297,20 @@ int cmd_quant(int argc, char **argv) {
       {"rot_block_size", CLI_INT, &p.rot_block_size, "N", "block-diagonal rotation of N-sized blocks (default: one "
        "block of the hidden size; 32 for block_shifted)", 0, 0},
       {"rot_seed", CLI_INT, &rot_seed, "S", "seed of the rotation's random signs (default 1234)", 0, 0},
+      {"w_bit", CLI_INT, &w_bit, "N", "msModelSlim's spelling of the scheme, with --a_bit (and --is_lowbit): 8/8 "
+       "W8A8, 8/16 W8A16, 4/8 --is_lowbit W8A8S", 0, 0},
+      {"a_bit", CLI_INT, &a_bit, "N", "activation bits (with --w_bit)", 0, 0},
+      {"is_lowbit", CLI_BOOL, &is_lowbit, NULL, "with --w_bit 4 --a_bit 8: W8A8S low-bit sparse weights (= --quant_type "
+       "w8a8s)", 0, 0},
+      {"co_sparse", CLI_BOOL, &co_sparse, NULL, "W8A8S by the legacy backend: no scale search (off with --is_lowbit)", 0,
+       0},
+      {"fraction", CLI_DOUBLE, &p.sparse.fraction, "F", "W8A8S: share of each channel kept as int8 outliers, 0.01 .. 0.1 "
+       "(default 0.01)", 0, 0},
+      {"use_sigma", CLI_BOOL, &p.sparse.use_sigma, NULL, "W8A8S: outliers are |w - mean| > sigma_factor * std instead", 0,
+       0},
+      {"sigma_factor", CLI_DOUBLE, &p.sparse.sigma_factor, "F", "W8A8S: 1.0 .. 4.0 (default 3.0)", 0, 0},
+      {"open_outlier", CLI_BOOL, &p.sparse.open_outlier, NULL, "W8A8S: keep outliers in int8 (default True; False: "
+       "every code in [-8, 7])", 0, 0},
       {"save_dtype", CLI_STR, &save_dtype, "T", "dtype of the float tensors written: bfloat16, float16 or float32 "
        "(default: the model's; config.json follows)", 0, 0},
       {"overwrite", CLI_BOOL, &p.overwrite, NULL, "replace a non-empty save_path", 0, 0},
@@ -308,9 +365,19 @@ int cmd_quant(int argc, char **argv) {
     return r;
   }
   if (tags.n || yes) return cli_usage_error(&cmd, "--tag and --yes choose a recipe: they need --model_type");
-  if (!quant_type) quant_type = "w8a8";
-  if (cslim_scheme_parse(quant_type, &p.quant_type) != 0 || p.quant_type == CSLIM_QT_W8A8SC)
+  int bits_seen = 0;
+  for (const cli_opt *o = opts; o->name; o++)
+    bits_seen |= o->seen && (!strcmp(o->name, "w_bit") || !strcmp(o->name, "a_bit") || !strcmp(o->name, "is_lowbit") ||
+                             !strcmp(o->name, "co_sparse"));
+  if (bits_seen) {
+    if (quant_type) return cli_usage_error(&cmd, "--quant_type and --w_bit/--a_bit/--is_lowbit name the scheme twice");
+    if (cli_scheme_from_bits(&cmd, w_bit ? w_bit : 8, a_bit ? a_bit : 8, 0, is_lowbit, co_sparse, &p.quant_type))
+      return CLI_EXIT_USAGE;
+    p.sparse.co_sparse = co_sparse && !is_lowbit;
+  } else if (cslim_scheme_parse(quant_type ? quant_type : "w8a8", &p.quant_type) != 0 ||
+             p.quant_type == CSLIM_QT_W8A8SC)
     return cli_usage_error(&cmd, "--quant_type: '%s' is not one of %s", quant_type, cslim_scheme_names());
+  if (cli_check_sparse(&cmd, &p)) return CLI_EXIT_USAGE;
   if (p.act_method < 1 || p.act_method > 3) return cli_usage_error(&cmd, "--act_method must be 1, 2 or 3");
   if (w_method) {
     p.w_method_set = 1;

@@ -17,23 +17,6 @@ static int resolve(const char *name, char **out) {
   return CLI_EXIT_OK;
 }
 
-/* QuantConfig's scheme from the script flags (spec §2.1 get_quant_type) */
-static int script_scheme(const cli_command *cmd, int w_bit, int a_bit, int is_dynamic, int is_lowbit, int co_sparse,
-                         cslim_qtype *t) {
-  if (is_lowbit || co_sparse) {
-    if (w_bit == 4 && a_bit == 8)
-      return cli_usage_error(cmd, "--is_lowbit / --co_sparse (W8A8S sparse quantization) is not implemented yet");
-    return cli_usage_error(cmd, "--is_lowbit / --co_sparse need --w_bit 4 --a_bit 8");
-  }
-  if (w_bit == 8 && a_bit == 8) *t = is_dynamic ? CSLIM_QT_W8A8_DYNAMIC : CSLIM_QT_W8A8;
-  else if (w_bit == 4 && a_bit == 8 && is_dynamic) *t = CSLIM_QT_W4A8_DYNAMIC;
-  else if (w_bit == 8 && a_bit == 16) *t = CSLIM_QT_W8A16;
-  else
-    return cli_usage_error(cmd, "--w_bit %d --a_bit %d%s is not a scheme (w8a8, w8a8 --is_dynamic, w4a8 --is_dynamic, "
-                           "w8a16)", w_bit, a_bit, is_dynamic ? " --is_dynamic" : "");
-  return 0;
-}
-
 int cmd_quant_vl(int argc, char **argv) {
   cslim_quant_params p;
   cslim_quant_params_default(&p);
@@ -53,8 +36,9 @@ int cmd_quant_vl(int argc, char **argv) {
       {"act_method", CLI_INT, &act_method, "1|2|3", "activation ranges: 2 histogram (default), 1 min-max, 3 auto", 0, 0},
       {"open_outlier", CLI_BOOL, &open_outlier, NULL, "low-bit: separate weight outliers (default True)", 0, 0},
       {"is_dynamic", CLI_BOOL, &is_dynamic, NULL, "per-token activations (W8A8_DYNAMIC / W4A8_DYNAMIC)", 0, 0},
-      {"is_lowbit", CLI_BOOL, &is_lowbit, NULL, "with --w_bit 4 --a_bit 8: W8A8S sparse (not implemented yet)", 0, 0},
-      {"co_sparse", CLI_BOOL, &co_sparse, NULL, "legacy sparse backend (not implemented yet)", 0, 0},
+      {"is_lowbit", CLI_BOOL, &is_lowbit, NULL, "with --w_bit 4 --a_bit 8: W8A8S low-bit sparse weights", 0, 0},
+      {"co_sparse", CLI_BOOL, &co_sparse, NULL, "W8A8S by the legacy backend (no scale search; off with --is_lowbit)",
+       0, 0},
       {"fraction", CLI_DOUBLE, &fraction, "F", "sparse: share of weights kept as outliers, 0.01 .. 0.1", 0, 0},
       {"use_sigma", CLI_BOOL, &use_sigma, NULL, "sparse: outliers beyond mean +- sigma_factor * std", 0, 0},
       {"sigma_factor", CLI_DOUBLE, &sigma_factor, "F", "sparse: 1.0 .. 4.0 (default 3.0)", 0, 0},
@@ -74,18 +58,22 @@ int cmd_quant_vl(int argc, char **argv) {
       "the text q/k/v/o/gate/up are quantized and everything else stays float: the whole vision\n"
       "tower and mergers, every text down_proj, lm_head. Activation ranges by histogram\n"
       "(--act_method 2). The output is named as the script names it:\n"
-      "quant_model_weight_<type>.safetensors and quant_model_description.json."};
+      "quant_model_weight_<type>.safetensors and quant_model_description.json.\n\n"
+      "--w_bit 4 --a_bit 8 --is_lowbit True [--fraction F | --use_sigma True --sigma_factor S]\n"
+      "gives W8A8S (docs/sparse.md), the input of 'cslim compress' (W8A8SC)."};
   p.holdout = 0;
   int r = cli_parse(&cmd, opts, argc, argv, NULL, NULL);
   if (r) return r < 0 ? CLI_EXIT_OK : r;
   (void)trust;
   if (strcmp(device, "cpu") != 0)
     return cli_usage_error(&cmd, "--device_type %s: this build calibrates on the CPU only", device);
-  if (script_scheme(&cmd, w_bit, a_bit, is_dynamic, is_lowbit, co_sparse, &p.quant_type)) return CLI_EXIT_USAGE;
-  if (fraction < 0.01 || fraction > 0.1) return cli_usage_error(&cmd, "--fraction %g is not in [0.01, 0.1]", fraction);
-  if (sigma_factor < 1.0 || sigma_factor > 4.0)
-    return cli_usage_error(&cmd, "--sigma_factor %g is not in [1.0, 4.0]", sigma_factor);
-  (void)open_outlier, (void)use_sigma;
+  if (cli_scheme_from_bits(&cmd, w_bit, a_bit, is_dynamic, is_lowbit, co_sparse, &p.quant_type)) return CLI_EXIT_USAGE;
+  p.sparse.fraction = fraction;
+  p.sparse.use_sigma = use_sigma;
+  p.sparse.sigma_factor = sigma_factor;
+  p.sparse.open_outlier = open_outlier;
+  p.sparse.co_sparse = co_sparse && !is_lowbit; /* is_lowbit disables the legacy backend */
+  if (cli_check_sparse(&cmd, &p)) return CLI_EXIT_USAGE;
   if (act_method < 1 || act_method > 3) return cli_usage_error(&cmd, "--act_method must be 1, 2 or 3");
   p.act_method = act_method;
   if (cslim_anti_method_parse(anti_method, &p.anti_method) != 0)

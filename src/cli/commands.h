@@ -19,9 +19,18 @@ int cmd_convert(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_quant_vl(int argc, char **argv);
 int cmd_quant_moe(int argc, char **argv);
+int cmd_compress(int argc, char **argv);
+int cmd_decompress(int argc, char **argv);
 
-struct cslim_quant_params;
+#include "cli/args.h"
+#include "cslim/quant.h"
+
 /* Run the quantizer and print its report; returns the exit code. */
-int cli_quant_run(const struct cslim_quant_params *p);
+int cli_quant_run(const cslim_quant_params *p);
+/* msModelSlim's QuantConfig flags → scheme (spec §2.1); a usage error (returned) when none fits. */
+int cli_scheme_from_bits(const cli_command *cmd, int w_bit, int a_bit, int is_dynamic, int is_lowbit, int co_sparse,
+                         cslim_qtype *t);
+/* --fraction / --sigma_factor in range; a usage error (returned) otherwise. */
+int cli_check_sparse(const cli_command *cmd, const cslim_quant_params *p);
 
 #endif

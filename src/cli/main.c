@@ -16,6 +16,8 @@ static const cli_entry k_commands[] = {
     {"quant", "quantize a model (W8A8, W8A8_DYNAMIC, W4A8_DYNAMIC, W8A16, ...), by flags or by recipe", cmd_quant},
     {"quant-vl", "quantize Qwen3-VL with the arguments of msModelSlim's Qwen3-VL script", cmd_quant_vl},
     {"quant-moe", "quantize Qwen3-MoE W8A8 with the arguments of msModelSlim's Qwen3-MoE script", cmd_quant_moe},
+    {"compress", "compress a W8A8S checkpoint into W8A8SC (tensor-parallel split, open codec)", cmd_compress},
+    {"decompress", "restore the W8A8S checkpoint of a W8A8SC directory", cmd_decompress},
     {"convert", "re-target a quantized checkpoint to an inference engine", cmd_convert},
     {"check", "validate a quantized checkpoint the way an engine reads it", cmd_check},
 };
@@ -27,7 +29,7 @@ static void usage(FILE *f) {
           "Post-training quantization for Qwen3, Qwen3-MoE, Qwen3-VL and Qwen3-VL-MoE.\n\n"
           "commands:\n");
   for (int i = 0; i < N_COMMANDS; i++)
-    fprintf(f, "  %-10s %s\n", k_commands[i].name, k_commands[i].summary);
+    fprintf(f, "  %-11s %s\n", k_commands[i].name, k_commands[i].summary);
   fprintf(f, "\n'cslim <command> --help' describes a command's options.\n"
              "'cslim --version' prints the version.\n");
 }

@@ -479,22 +479,21 @@ static int ends_with(const char *s, const char *suf) {
   return a >= b && !strcmp(s + a - b, suf);
 }
 
-/* The model's other files (*.json, *.py, *.txt, *.jinja, except index files,
- * config.json and any quantization description). */
-static cslim_status copy_other_files(cslim_exporter *e) {
-  DIR *d = opendir(e->model_dir);
-  if (!d) return cslim_error(CSLIM_ERR_IO, "%s: cannot list the model directory", e->model_dir);
+cslim_status cslim_copy_model_files(const char *src, const char *dst, int with_config) {
+  DIR *d = opendir(src);
+  if (!d) return cslim_error(CSLIM_ERR_IO, "%s: cannot list the model directory", src);
   struct dirent *de;
   cslim_status rc = CSLIM_OK;
   while (!rc && (de = readdir(d))) {
     const char *n = de->d_name;
     if (n[0] == '.') continue;
     if (!(ends_with(n, ".json") || ends_with(n, ".py") || ends_with(n, ".txt") || ends_with(n, ".jinja"))) continue;
-    if (ends_with(n, "index.json") || !strcmp(n, "config.json") || !strncmp(n, "quant_model_description", 23))
+    if (ends_with(n, "index.json") || (!with_config && !strcmp(n, "config.json")) ||
+        !strncmp(n, "quant_model_description", 23))
       continue;
     char a[4096], b[4096];
-    snprintf(a, sizeof a, "%s/%s", e->model_dir, n);
-    snprintf(b, sizeof b, "%s/%s", e->dir, n);
+    snprintf(a, sizeof a, "%s/%s", src, n);
+    snprintf(b, sizeof b, "%s/%s", dst, n);
     rc = cslim_copy_file(a, b);
   }
   closedir(d);
@@ -506,6 +505,6 @@ cslim_status cslim_exporter_finish(cslim_exporter *e) {
   if (!rc && e->rotation) rc = write_rotation(e);
   if (!rc && e->o.saver != CSLIM_SAVER_HUB) rc = write_description(e);
   if (!rc) rc = write_config(e);
-  if (!rc) rc = copy_other_files(e);
+  if (!rc) rc = cslim_copy_model_files(e->model_dir, e->dir, 0);
   return rc;
 }

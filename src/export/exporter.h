@@ -76,4 +76,8 @@ int32_t cslim_quant_bias_of(const int8_t *qrow, int k, float in_offset, float bi
 void cslim_scale_bias_of(const int8_t *qrow, int k, float wscale, const float *wscale2, int group_size, int chunks,
                          float *out);
 
+/* Copy a model directory's other files (*.json, *.py, *.txt, *.jinja) from src to dst, except index files,
+ * quantization descriptions and (unless with_config) config.json. */
+cslim_status cslim_copy_model_files(const char *src, const char *dst, int with_config);
+
 #endif

@@ -18,6 +18,7 @@
 #include "cslim/dataset.h"
 #include "cslim/inspect.h"
 #include "cslim/staging.h"
+#include "cslim/compress.h"
 #include "io/json_util.h"
 #include "cslim/tokenizer.h"
 #include "cslim/vision.h"
@@ -41,6 +42,7 @@ typedef struct lin_q {
   float in_scale, in_offset;
   cslim_qlinear *rt;
   double err_num, err_den;
+  int64_t sp_codes, sp_wide, sp_bytes; /* W8A8S: codes, codes outside [-8, 7], W8A8SC codec bytes */
 } lin_q;
 
 typedef struct group_obs {
@@ -111,7 +113,9 @@ static cslim_status quantize_weights(qctx *c, lin_q *q) {
   const cslim_scheme *sc = cslim_scheme_get(q->type);
   cslim_status rc;
   if (!l->w) return cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", l->name);
-  if (sc->w_bits == 4 && c->p->group_size > 0)
+  if (q->type == CSLIM_QT_W8A8S)
+    rc = cslim_wq_sparse(l->w, l->out, l->in, &c->p->sparse, &q->wq);
+  else if (sc->w_bits == 4 && c->p->group_size > 0)
     rc = cslim_wq_group(l->w, l->out, l->in, c->p->group_size, &q->wq);
   else if (cslim_quant_plan_wmethod(c->p, l->name, q->type) == CSLIM_WM_SSZ)
     rc = cslim_wq_ssz(l->w, l->out, l->in, sc->w_bits, 50, &q->wq);
@@ -121,7 +125,32 @@ static cslim_status quantize_weights(qctx *c, lin_q *q) {
   q->err_num = q->wq.err_sq;
   q->err_den = q->wq.w_sq;
   q->wq_done = 1;
+  if (q->type == CSLIM_QT_W8A8S) { /* what the W8A8SC codec makes of the codes (one rank) */
+    size_t nzl = cslim_nz_size(l->out, l->in);
+    int8_t *nz = malloc(nzl);
+    if (!nz) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+    cslim_nd2nz(q->wq.q, l->out, l->in, nz);
+    q->sp_bytes = (int64_t)cslim_sc_encoded_size(nz, nzl);
+    free(nz);
+    q->sp_codes = (int64_t)l->out * l->in;
+    q->sp_wide = q->wq.n_wide;
+  }
   return CSLIM_OK;
+}
+
+/* the layer's weight error and W8A8S statistics over its quantized Linears */
+static void sum_weight_stats(const qctx *c, cslim_quant_layer_stats *st) {
+  double num = 0, den = 0;
+  int64_t bytes = 0;
+  for (int s = 0; s < c->n_slots; s++) {
+    num += c->lq[s].err_num;
+    den += c->lq[s].err_den;
+    st->sparse_codes += c->lq[s].sp_codes;
+    st->sparse_wide += c->lq[s].sp_wide;
+    bytes += c->lq[s].sp_bytes;
+  }
+  st->werr = den > 0 ? sqrt(num / den) : 0;
+  st->sparse_bits = st->sparse_codes ? 8.0 * (double)bytes / (double)st->sparse_codes : 0;
 }
 
 /* ---- hooks -------------------------------------------------------------------------------------- */
@@ -403,12 +432,7 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
     if (c->g[gi].obs.mn < out->st->in_min[k]) out->st->in_min[k] = c->g[gi].obs.mn;
     if (c->g[gi].obs.mx > out->st->in_max[k]) out->st->in_max[k] = c->g[gi].obs.mx;
   }
-  double num = 0, den = 0;
-  for (int s = 0; s < c->n_slots; s++) {
-    num += c->lq[s].err_num;
-    den += c->lq[s].err_den;
-  }
-  out->st->werr = den > 0 ? sqrt(num / den) : 0;
+  sum_weight_stats(c, out->st);
   /* pass 3: the quantized layer; its output feeds the next layer */
   t0 = cslim_now();
   rc = cslim_layer_forward(c->m, l, a, NULL, NULL);
@@ -429,7 +453,6 @@ static cslim_status quantize_layer_data_free(qctx *c, cslim_exporter *ex, layer_
   cslim_status rc = layer_state_alloc(c);
   if (rc) return rc;
   double t0 = cslim_now();
-  double num = 0, den = 0;
   for (int s = 0; s < c->n_slots && !rc; s++) {
     lin_q *q = &c->lq[s];
     q->lin = slot_linear(l, s);
@@ -439,11 +462,9 @@ static cslim_status quantize_layer_data_free(qctx *c, cslim_exporter *ex, layer_
     if ((rc = cslim_linear_materialize(c->m, q->lin))) break;
     rc = quantize_weights(c, q);
     if (q->lin->expert >= 0) cslim_linear_release(c->m, q->lin);
-    num += q->err_num;
-    den += q->err_den;
   }
   for (int e = 0; e < E; e++) out->fallback[e] = 2;
-  out->st->werr = den > 0 ? sqrt(num / den) : 0;
+  sum_weight_stats(c, out->st);
   for (int k = 0; k < 5; k++) {
     out->st->in_min[k] = INFINITY;
     out->st->in_max[k] = -INFINITY;
@@ -904,6 +925,14 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   cslim_status rc = cslim_model_open(p->model_path, &m);
   if (!rc && cslim_model_is_quantized(m))
     rc = cslim_error(CSLIM_ERR_INVALID, "%s is already a quantized checkpoint", p->model_path);
+  int sparse = p->quant_type == CSLIM_QT_W8A8S;
+  for (int i = 0; i < p->n_mix; i++) sparse |= p->mix[i].type == CSLIM_QT_W8A8S;
+  if (!rc && sparse && p->act_method == 3)
+    rc = cslim_error(CSLIM_ERR_INVALID, "act_method 3 is not allowed with W8A8S (is_lowbit): use 1 or 2");
+  if (!rc && sparse && (p->sparse.fraction < 0.01 - 1e-12 || p->sparse.fraction > 0.1 + 1e-12))
+    rc = cslim_error(CSLIM_ERR_INVALID, "fraction %g is not in [0.01, 0.1]", p->sparse.fraction);
+  if (!rc && sparse && p->sparse.use_sigma && (p->sparse.sigma_factor < 1.0 || p->sparse.sigma_factor > 4.0))
+    rc = cslim_error(CSLIM_ERR_INVALID, "sigma_factor %g is not in [1.0, 4.0]", p->sparse.sigma_factor);
   if (!rc) rc = cslim_xform_create(m, p, &xf);
   const cslim_text_config *t = m ? &m->cfg.text : NULL;
   if (!rc && m->cfg.has_vision && (p->calib_data || p->anti_data)) {

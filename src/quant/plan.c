@@ -65,4 +65,7 @@ void cslim_quant_params_default(cslim_quant_params *p) {
   p->anti_shift = -1;
   p->anti_tokens = 512;
   p->rot_seed = 1234;
+  p->sparse.fraction = 0.01;
+  p->sparse.sigma_factor = 3.0;
+  p->sparse.open_outlier = 1;
 }

@@ -56,6 +56,7 @@ struct cslim_recipe {
   int group_size;
   double part_file_size;
   int legacy_names, mindie_format;
+  cslim_sparse_params sparse;
   char unsupported[320]; /* the first feature the quantizer lacks, with its line */
   char summary[512];
 };
@@ -596,11 +597,19 @@ static cslim_status parse_v0(cslim_recipe *r, yaml_node_t *spec) {
   b = 0;
   BOOL("nonuniform", b)
   if (b) unsupported(r, n, "calib_cfg.nonuniform is not implemented");
-  b = 0;
-  BOOL("use_sigma", b)
-  b = 1;
-  BOOL("open_outlier", b)
+  BOOL("use_sigma", r->sparse.use_sigma)
+  BOOL("open_outlier", r->sparse.open_outlier)
 #undef BOOL
+  if ((n = cslim_yaml_get(r->y, cc, "fraction")) && (rc = get_num(r, n, "calib_cfg.fraction", &r->sparse.fraction)))
+    return rc;
+  if (n && (r->sparse.fraction < 0.01 || r->sparse.fraction > 0.1))
+    return at(r, n, "calib_cfg.fraction: %g is not in [0.01, 0.1]", r->sparse.fraction);
+  if ((n = cslim_yaml_get(r->y, cc, "sigma_factor")) &&
+      (rc = get_num(r, n, "calib_cfg.sigma_factor", &r->sparse.sigma_factor)))
+    return rc;
+  if (n && (r->sparse.sigma_factor < 1.0 || r->sparse.sigma_factor > 4.0))
+    return at(r, n, "calib_cfg.sigma_factor: %g is not in [1.0, 4.0]", r->sparse.sigma_factor);
+  r->sparse.co_sparse = cosparse && !lowbit; /* is_lowbit disables the legacy backend */
   if ((n = cslim_yaml_get(r->y, cc, "pr")) && (rc = get_num(r, n, "calib_cfg.pr", &pr))) return rc;
   if (pr != 1.0) unsupported(r, n, "calib_cfg.pr %g (QDrop): cslim always passes the quantized activation on", pr);
   if (mm) unsupported(r, cc, "calib_cfg.mm_tensor true (per-tensor weight scales): cslim quantizes weights per channel "
@@ -627,7 +636,7 @@ static cslim_status parse_v0(cslim_recipe *r, yaml_node_t *spec) {
   else if (wb == 4 && ab == 8 && dyn) r->default_type = CSLIM_QT_W4A8_DYNAMIC;
   else if ((wb == 4 && ab == 8 && lowbit) || cosparse) {
     r->default_type = CSLIM_QT_W8A8S;
-    unsupported(r, cc, "W8A8S (is_lowbit / co_sparse sparse quantization) is not implemented yet");
+    if (r->act_method == 3) return at(r, cc, "calib_cfg.act_method 3 is not allowed with is_lowbit (W8A8S)");
   } else if (wb == 8 && ab == 16) r->default_type = CSLIM_QT_W8A16;
   else return at(r, cc, "calib_cfg: w_bit %d / a_bit %d%s is not a scheme cslim writes", wb, ab, dyn ? " dynamic" : "");
   yaml_node_t *cp = cslim_yaml_get(r->y, spec, "calib_params");
@@ -711,6 +720,9 @@ static cslim_status recipe_build(cslim_yaml *y, cslim_recipe **out) {
   cslim_status rc = CSLIM_OK;
   r->act_method = 1;
   r->shift = -1;
+  r->sparse.fraction = 0.01; /* QuantConfig's defaults */
+  r->sparse.sigma_factor = 3.0;
+  r->sparse.open_outlier = 1;
   yaml_node_t *root = cslim_yaml_root(r->y), *n;
   if (!cslim_yaml_is_map(root)) rc = at(r, root, "a recipe is a mapping (apiversion, metadata, spec)");
   const char *api = NULL;
@@ -816,5 +828,6 @@ cslim_status cslim_recipe_apply(const cslim_recipe *r, cslim_quant_params *p) {
   p->part_file_size = r->part_file_size;
   p->legacy_names = r->legacy_names;
   p->mindie_format = r->mindie_format;
+  p->sparse = r->sparse;
   return CSLIM_OK;
 }
