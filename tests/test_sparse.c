@@ -8,6 +8,7 @@
 #include "cslim/compress.h"
 #include "cslim/quant.h"
 #include "cslim/safetensors.h"
+#include "quant/weight_kernels.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -111,6 +112,16 @@ static void test_sparse_quantizer(void **st) {
     }
   }
   cslim_wq_free(&q);
+
+  /* the vectorised error kernel against its scalar reference (ragged length, mixed ranges) */
+  {
+    float lo[301], hi[301];
+    for (int j = 0; j < 301; j++) lo[j] = j % 7 ? -8.0f : -128.0f, hi[j] = j % 7 ? 7.0f : 127.0f;
+    for (float sc = 0.001f; sc < 0.02f; sc *= 1.7f) {
+      double a = cslim_row_clamped_err(w, lo, hi, 301, sc), b = cslim_row_clamped_err_ref(w, lo, hi, 301, sc);
+      if (fabs(a - b) > 1e-9 * (b + 1e-12)) fail_msg("scale %g: kernel %.12g, reference %.12g", sc, a, b);
+    }
+  }
 
   /* refusals */
   sp = (cslim_sparse_params){0.2, 0, 3.0, 1, 0};

@@ -33,7 +33,36 @@ double cslim_row_quantize_ref(const float *w, int k, float s, int qmin, int qmax
   return e;
 }
 
+double cslim_row_clamped_err_ref(const float *w, const float *lo, const float *hi, int k, float s) {
+  double e = 0;
+  for (int j = 0; j < k; j++) {
+    float v = nearbyintf(w[j] / s);
+    v = v < lo[j] ? lo[j] : v > hi[j] ? hi[j] : v;
+    float d = w[j] - v * s;
+    e += (double)d * d;
+  }
+  return e;
+}
+
 #if defined(__AVX2__)
+double cslim_row_clamped_err(const float *w, const float *lo, const float *hi, int k, float s) {
+  const __m256 vs = _mm256_set1_ps(s);
+  __m256d e0 = _mm256_setzero_pd(), e1 = _mm256_setzero_pd();
+  int j = 0;
+  for (; j + 8 <= k; j += 8) {
+    __m256 x = _mm256_loadu_ps(w + j);
+    __m256 v = _mm256_round_ps(_mm256_div_ps(x, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_loadu_ps(lo + j)), _mm256_loadu_ps(hi + j));
+    __m256 d = _mm256_sub_ps(x, _mm256_mul_ps(v, vs));
+    __m256d dl = _mm256_cvtps_pd(_mm256_castps256_ps128(d)), dh = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
+    e0 = _mm256_add_pd(e0, _mm256_mul_pd(dl, dl));
+    e1 = _mm256_add_pd(e1, _mm256_mul_pd(dh, dh));
+  }
+  double t[4];
+  _mm256_storeu_pd(t, _mm256_add_pd(e0, e1));
+  return t[0] + t[1] + t[2] + t[3] + cslim_row_clamped_err_ref(w + j, lo + j, hi + j, k - j, s);
+}
+
 float cslim_row_absmax(const float *w, int k, int *bad) {
   const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
   __m256 acc = _mm256_setzero_ps(), nonfin = _mm256_setzero_ps();
@@ -83,6 +112,9 @@ double cslim_row_quantize(const float *w, int k, float s, int qmin, int qmax, in
   return e + cslim_row_quantize_ref(w + j, k - j, s, qmin, qmax, q + j, wsq);
 }
 #else
+double cslim_row_clamped_err(const float *w, const float *lo, const float *hi, int k, float s) {
+  return cslim_row_clamped_err_ref(w, lo, hi, k, s);
+}
 float cslim_row_absmax(const float *w, int k, int *bad) { return cslim_row_absmax_ref(w, k, bad); }
 double cslim_row_quantize(const float *w, int k, float s, int qmin, int qmax, int8_t *q, double *wsq) {
   return cslim_row_quantize_ref(w, k, s, qmin, qmax, q, wsq);

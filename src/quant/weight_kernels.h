@@ -12,7 +12,11 @@ float cslim_row_absmax(const float *w, int k, int *bad);
  * and adds sum w^2 to *wsq. */
 double cslim_row_quantize(const float *w, int k, float s, int qmin, int qmax, int8_t *q, double *wsq);
 
+/* sum (w - s*clamp(round_half_even(w / s), lo[j], hi[j]))^2: the error of per-element code ranges (W8A8S). */
+double cslim_row_clamped_err(const float *w, const float *lo, const float *hi, int k, float s);
+
 /* scalar references */
+double cslim_row_clamped_err_ref(const float *w, const float *lo, const float *hi, int k, float s);
 float cslim_row_absmax_ref(const float *w, int k, int *bad);
 double cslim_row_quantize_ref(const float *w, int k, float s, int qmin, int qmax, int8_t *q, double *wsq);
 
