@@ -9,7 +9,7 @@ CC=clang cmake -S . -B "$build" -DCSLIM_FUZZ=ON -DCSLIM_BUILD_TESTS=OFF -DCSLIM_
   -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" >/dev/null
 cmake --build "$build" -j >/dev/null
-for t in safetensors config tokenizer tokenizer_json image recipe; do
+for t in safetensors config tokenizer tokenizer_json image recipe codec; do
   work=$build/corpus-$t
   mkdir -p "$work"
   echo "== fuzz_$t for ${secs}s"
