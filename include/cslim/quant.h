@@ -88,7 +88,8 @@ void cslim_wq_free(cslim_wq *q);
 /* ---- the integer-exact runtime kernels ------------------------------------------------- */
 
 /* A quantized Linear as the serving engine computes it (engines.md §2):
- * W8A8/W8A8S: x_q = clamp(round(x * rd(1/rd(s)) + o)); y = (x_q·Wqᵀ + quant_bias) · deq_scale
+ * W8A8/W8A8S: x_q = clamp(round(x * rd(1/rd(s)) + o)); y = (x_q·Wqᵀ + quant_bias) · deq_scale (+ bias when
+ *   bias_after)
  * W8A8_DYNAMIC / W8A8_MIX (prefill) / W4A8_DYNAMIC: per-token s_t = max|x|/127;
  *   y = (x_q·Wqᵀ) · s_t · weight_scale (+ bias)
  * W8A16: y = x · (Wq · rd(s))ᵀ (+ bias)
@@ -105,6 +106,9 @@ typedef struct cslim_qlinear {
   float *deq;        /* static: [n] */
   int32_t *qbias;    /* static: [n] */
   float *bias;       /* [n] float bias, or NULL */
+  int bias_after;    /* static schemes: the bias is added after the dequantization (vllm-mindspore's
+                        convention: the bias carries the Linear's label and quant_bias excludes it);
+                        otherwise a static scheme's bias is already folded into quant_bias */
   cslim_dtype serve; /* serving dtype: BF16 / F16 / F32 */
   float *wf;         /* codes (or dequantized weights for W8A16) as float, cached */
   int transient;     /* free wf after every call (experts) */

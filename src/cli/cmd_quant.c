@@ -3,7 +3,9 @@
 #include "cli/commands.h"
 #include "cslim/cslim.h"
 #include "cslim/quant.h"
+#include "cslim/deploy.h"
 #include "cslim/recipe.h"
+#include "cslim/staging.h"
 #include "io/json_util.h"
 
 #include <cjson/cJSON.h>
@@ -155,10 +157,28 @@ int cli_check_sparse(const cli_command *cmd, const cslim_quant_params *p) {
   return 0;
 }
 
+static cslim_target g_target; /* --target: quantize, then convert into save_path */
+static int g_soc = 910;
+
 int cli_quant_run(const cslim_quant_params *p) {
+  cslim_quant_params q = *p;
+  char tmp[4200];
+  if (g_target != CSLIM_TARGET_NONE) { /* the quantizer writes beside the target, convert writes the target */
+    snprintf(tmp, sizeof tmp, "%s.cslim-quant-%d", p->save_path, (int)getpid());
+    q.save_path = tmp;
+    q.overwrite = 1;
+  }
   cslim_quant_report rep;
-  cslim_status rc = cslim_quantize(p, &rep);
+  cslim_status rc = cslim_quantize(&q, &rep);
   int ret = rc ? cli_fail() : CLI_EXIT_OK;
+  if (!rc && g_target != CSLIM_TARGET_NONE) {
+    cslim_convert_params cp = {tmp, p->save_path, g_target, g_soc, p->model_path, p->overwrite};
+    cslim_convert_report cr;
+    rc = cslim_convert(&cp, &cr);
+    if (rc) ret = cli_fail();
+    else snprintf(rep.out_dir, sizeof rep.out_dir, "%s (%s layout)", cr.out_dir, cslim_target_name(g_target));
+    cslim_remove_tree(tmp);
+  }
   if (!rc) print_report(p, &rep);
   cslim_quant_report_free(&rep);
   return ret;
@@ -168,7 +188,7 @@ int cli_quant_run(const cslim_quant_params *p) {
 static int recipe_flag(const char *name) {
   static const char *ok[] = {"model_path", "save_path", "model_type", "quant_type", "config_path", "tag", "yes",
                              "trust_remote_code", "device", "calib_data", "calib_samples", "calib_seq_len", "holdout",
-                             "overwrite", "expert_min_tokens", "save_dtype", NULL};
+                             "overwrite", "expert_min_tokens", "save_dtype", "target", "soc", NULL};
   for (int i = 0; ok[i]; i++)
     if (!strcmp(ok[i], name)) return 1;
   return 0;
@@ -246,7 +266,7 @@ int cmd_quant(int argc, char **argv) {
   cslim_quant_params_default(&p);
   const char *quant_type = NULL, *w_method = NULL, *mix_cfg = NULL, *device = "cpu";
   const char *anti_method = NULL, *rot_mode = "hadamard", *save_dtype = NULL;
-  const char *model_type = NULL, *config_path = NULL;
+  const char *model_type = NULL, *config_path = NULL, *target = NULL;
   int rot_seed = 1234, yes = 0, trust_remote_code = 0, w_bit = 0, a_bit = 0, is_lowbit = 0, co_sparse = 0;
   cli_list disable = {0}, exclude = {0}, tags = {0};
   cli_opt opts[] = {
@@ -311,6 +331,9 @@ int cmd_quant(int argc, char **argv) {
       {"sigma_factor", CLI_DOUBLE, &p.sparse.sigma_factor, "F", "W8A8S: 1.0 .. 4.0 (default 3.0)", 0, 0},
       {"open_outlier", CLI_BOOL, &p.sparse.open_outlier, NULL, "W8A8S: keep outliers in int8 (default True; False: "
        "every code in [-8, 7])", 0, 0},
+      {"target", CLI_STR, &target, "T", "write the layout of vllm-ascend, vllm-mindspore or mindie (as 'cslim convert' "
+       "does; default: msModelSlim's)", 0, 0},
+      {"soc", CLI_INT, &g_soc, "310|910", "with --target vllm-mindspore: the SoC (default 910)", 0, 0},
       {"save_dtype", CLI_STR, &save_dtype, "T", "dtype of the float tensors written: bfloat16, float16 or float32 "
        "(default: the model's; config.json follows)", 0, 0},
       {"overwrite", CLI_BOOL, &p.overwrite, NULL, "replace a non-empty save_path", 0, 0},
@@ -342,6 +365,8 @@ int cmd_quant(int argc, char **argv) {
   int r = cli_parse(&cmd, opts, argc, argv, NULL, NULL);
   if (r) return r < 0 ? CLI_EXIT_OK : r;
   (void)trust_remote_code;
+  if (target && cli_parse_target(&cmd, target, &g_target)) return CLI_EXIT_USAGE;
+  if (g_soc != 310 && g_soc != 910) return cli_usage_error(&cmd, "--soc %d: 310 or 910", g_soc);
   if (strcmp(device, "cpu") != 0)
     return cli_usage_error(&cmd, "--device %s: this build calibrates on the CPU only", device);
   if (save_dtype) {

@@ -30,6 +30,9 @@ int cli_quant_run(const cslim_quant_params *p);
 /* msModelSlim's QuantConfig flags → scheme (spec §2.1); a usage error (returned) when none fits. */
 int cli_scheme_from_bits(const cli_command *cmd, int w_bit, int a_bit, int is_dynamic, int is_lowbit, int co_sparse,
                          cslim_qtype *t);
+/* --target T → *t; a usage error (returned) for an unknown name. */
+#include "cslim/deploy.h"
+int cli_parse_target(const cli_command *cmd, const char *s, cslim_target *t);
 /* --fraction / --sigma_factor in range; a usage error (returned) otherwise. */
 int cli_check_sparse(const cli_command *cmd, const cslim_quant_params *p);
 

@@ -59,6 +59,10 @@ static cslim_status materialize_quantized(cslim_model *m, cslim_linear *l, cslim
   cslim_qlinear *q;
   cslim_status rc = cslim_qlinear_from_checkpoint(m->st, l->name, qt, l->out, l->in, m->cfg.dtype, &q);
   if (rc) return cslim_error_context("%s", m->path);
+  char bn[256];
+  cslim_qtype bt;
+  snprintf(bn, sizeof bn, "%s.bias", l->name);
+  q->bias_after = m->qdesc && cslim_qdesc_label(m->qdesc, bn, &bt) == 0 && bt == qt; /* vllm-mindspore's layout */
   q->transient = l->expert >= 0; /* experts: no float copy of the codes kept between calls */
   l->forward = cslim_qlinear_forward;
   l->impl = q;

@@ -89,6 +89,8 @@ static cslim_status need_linear(cslim_model *m, const char *lin, int64_t out, in
     if (st->shape == CSLIM_SHAPE_NG) continue; /* group count depends on the group size */
     int ok = x->ndim == nd;
     for (int d = 0; ok && d < nd; d++) ok = x->shape[d] == shape[d];
+    /* vllm-mindspore's golden-stick layout: the per-tensor input parameters broadcast to [in] */
+    if (!ok && st->shape == CSLIM_SHAPE_ONE && x->ndim == 1 && x->shape[0] == in) ok = 1;
     if (!ok) {
       char got[96], want[96];
       return cslim_error(CSLIM_ERR_FORMAT, "%s: '%s' has shape %s; %s expects %s", m->path, name,

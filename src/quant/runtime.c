@@ -118,6 +118,7 @@ cslim_status cslim_qlinear_forward(const cslim_linear *l, const float *x, int ro
       float v;
       if (is_static) {
         v = (float)(acc[i] + q->qbias[o]) * q->deq[o];
+        if (q->bias_after && q->bias) v += q->bias[o];
       } else {
         v = (float)acc[i] * q->wscale[o] * st[r];
         if (q->bias) v += q->bias[o];
