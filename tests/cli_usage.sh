@@ -49,9 +49,12 @@ expect_err "--log_level" "bad log level"
 run "$CSLIM" inspect --model-path="$CSLIM_SOURCE_DIR/examples/tiny-qwen3" --quiet True
 expect_rc 0 "--model-path=..."
 
-for c in convert check; do
-  run "$CSLIM" "$c" --model_path x
-  expect_rc 1 "$c (pending)"
-  expect_err "not implemented yet" "$c (pending)"
-done
+# convert / check on a directory that is not a checkpoint: one line naming it
+run "$CSLIM" convert --model_path "$TMP/none" --save_path "$TMP/conv-out" --target vllm-ascend
+expect_rc 1 "convert of a missing directory"
+expect_err_lines 1 "convert of a missing directory"
+[ ! -e "$TMP/conv-out" ] || fail "convert left output"
+run "$CSLIM" check --model_path "$TMP/none"
+expect_rc 1 "check of a missing directory"
+expect_out "FAILED" "check of a missing directory"
 finish

@@ -245,7 +245,7 @@ static void quantize(const char *model, const char *out, const char *qt, const c
   assert_int_equal(cslim_scheme_parse(qt, &p.quant_type), 0);
   p.calib_data = CALIB;
   p.calib_samples = 32;
-  cslim_mix_rule mix[2];
+  cslim_mix_rule mix[2] = {{0}};
   if (mix_all_but_mlp) { /* the Qwen3-30B W8A8 recipe: experts dynamic, the rest static */
     mix[0].pattern = "*.mlp.*";
     mix[0].type = CSLIM_QT_W8A8_DYNAMIC;
