@@ -277,12 +277,6 @@ static void shape_str(const int64_t *sh, int nd, char *o, size_t cap) {
   if (l < cap) snprintf(o + l, cap - l, "]");
 }
 
-static float f32_at(const cslim_tensor *t, int64_t i) {
-  float v;
-  cslim_convert_to_f32(t->dtype, (const char *)t->data + (size_t)i * cslim_dtype_size(t->dtype), &v, 1);
-  return v;
-}
-
 static int is_float(cslim_dtype d) { return d == CSLIM_F32 || d == CSLIM_F16 || d == CSLIM_BF16; }
 
 /* one static Linear (W8A8 / W8A8S / W8A8_MIX static part) */
@@ -309,12 +303,12 @@ static void check_static(ck *c, const char *lin, cslim_qtype lab, int64_t n, int
     snprintf(nm, sizeof nm, "%s.input_offset", lin);
     ERR(c, nm, "%lld values: %s expects [%lld]", (long long)numel(io), cslim_target_name(T), (long long)vec);
   }
-  float s = numel(is) ? f32_at(is, 0) : 0, o = numel(io) ? f32_at(io, 0) : 0;
+  float s = numel(is) ? cslim_tensor_f32_at(is, 0) : 0, o = numel(io) ? cslim_tensor_f32_at(io, 0) : 0;
   snprintf(nm, sizeof nm, "%s.input_scale", lin);
   if (!(s > 0) || !isfinite(s)) ERR(c, nm, "%g: scales must be finite and positive", s);
   for (int64_t i = 1; i < numel(is); i++)
-    if (f32_at(is, i) != s) {
-      ERR(c, nm, "entries differ (%g, %g): one per-tensor scale broadcast", s, f32_at(is, i));
+    if (cslim_tensor_f32_at(is, i) != s) {
+      ERR(c, nm, "entries differ (%g, %g): one per-tensor scale broadcast", s, cslim_tensor_f32_at(is, i));
       break;
     }
   snprintf(nm, sizeof nm, "%s.input_offset", lin);
@@ -339,10 +333,8 @@ static void check_static(ck *c, const char *lin, cslim_qtype lab, int64_t n, int
         deq_ok = 0;
         break;
       }
-      deq[i] = cslim_deq_scale_from_int64(v);
-    } else {
-      deq[i] = f32_at(dq, i);
     }
+    deq[i] = cslim_deq_scale_at(dq, i);
     if (!(deq[i] > 0) || !isfinite(deq[i])) {
       ERR(c, nm, "row %lld: %g: scales must be finite and positive", (long long)i, deq[i]);
       deq_ok = 0;
@@ -363,7 +355,7 @@ static void check_static(ck *c, const char *lin, cslim_qtype lab, int64_t n, int
       int64_t sum = 0;
       const int8_t *row = (const int8_t *)w->data + (size_t)r * k;
       for (int64_t j = 0; j < k; j++) sum += row[j];
-      double expect = -(double)o * (double)sum + (folded ? (double)(f32_at(b, r) / deq[r]) : 0.0);
+      double expect = -(double)o * (double)sum + (folded ? (double)(cslim_tensor_f32_at(b, r) / deq[r]) : 0.0);
       int32_t got;
       memcpy(&got, (const char *)qb->data + 4 * (size_t)r, 4);
       if (fabs((double)got - expect) > (folded ? 0.5 + 1e-6 : 0.0)) {
@@ -425,7 +417,7 @@ static void check_linear(ck *c, const char *lin, cslim_qtype lab) {
     }
     if (!strncmp(st->suffix, "weight_scale", 12) && is_float(t->dtype))
       for (int64_t j = 0; j < t->numel; j++) {
-        float v = f32_at(t, j);
+        float v = cslim_tensor_f32_at(t, j);
         if (!(v > 0) || !isfinite(v)) {
           ERR(c, nm, "entry %lld is %g: scales must be finite and positive", (long long)j, v);
           break;
@@ -433,9 +425,9 @@ static void check_linear(ck *c, const char *lin, cslim_qtype lab) {
       }
     if (!strncmp(st->suffix, "weight_offset", 13) && is_float(t->dtype))
       for (int64_t j = 0; j < t->numel; j++)
-        if (f32_at(t, j) != 0.0f) {
+        if (cslim_tensor_f32_at(t, j) != 0.0f) {
           ERR(c, nm, "entry %lld is %g: weight offsets must be zero (vLLM-Ascend ignores them, MindIE negates them)",
-              (long long)j, f32_at(t, j));
+              (long long)j, cslim_tensor_f32_at(t, j));
           break;
         }
   }
@@ -468,9 +460,9 @@ static void check_linear(ck *c, const char *lin, cslim_qtype lab) {
       for (int64_t r = 0; row && want && chunks > 0 && r < n; r++) {
         const int8_t *src = (const int8_t *)w->data + (size_t)(r / 2) * k;
         for (int64_t j = 0; j < k; j++) row[j] = r % 2 ? (int8_t)(src[j] >> 4) : (int8_t)((int8_t)(src[j] << 4) >> 4);
-        cslim_scale_bias_of(row, (int)k, f32_at(ws, r), NULL, 0, chunks, want);
+        cslim_scale_bias_of(row, (int)k, cslim_tensor_f32_at(ws, r), NULL, 0, chunks, want);
         for (int ch = 0; ch < chunks; ch++) {
-          float got = f32_at(sb, r * chunks + ch);
+          float got = cslim_tensor_f32_at(sb, r * chunks + ch);
           if (fabsf(got - want[ch]) > 1e-5f * (fabsf(want[ch]) + 1e-3f)) {
             ERR(c, nm, "row %lld: %g, but 8 * sum(q * s) of the unpacked weight is %g (packed nibbles swapped, or the "
                 "scale does not belong to these codes)", (long long)r, got, want[ch]);
@@ -636,17 +628,9 @@ static void check_against_source(ck *c) {
                        *is = cslim_st_findf(c->st, "%s.input_scale", lin);
     int ok = scale && frow;
     for (int64_t r = 0; ok && r < n; r++) {
-      if (ws && ws->numel == n) scale[r] = f32_at(ws, r);
+      if (ws && ws->numel == n) scale[r] = cslim_tensor_f32_at(ws, r);
       else if (dq && is && dq->numel == n && is->numel >= 1) {
-        float d;
-        if (dq->dtype == CSLIM_I64) {
-          int64_t v;
-          memcpy(&v, (const char *)dq->data + 8 * (size_t)r, 8);
-          d = cslim_deq_scale_from_int64(v);
-        } else {
-          d = f32_at(dq, r);
-        }
-        scale[r] = d / f32_at(is, 0);
+        scale[r] = cslim_deq_scale_at(dq, r) / cslim_tensor_f32_at(is, 0);
       } else {
         ok = 0;
       }

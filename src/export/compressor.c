@@ -53,11 +53,6 @@ static const cslim_tensor *sparse_weight(const cslim_st *st, const cslim_qdesc *
   return t && t->dtype == CSLIM_I8 && t->ndim == 2 && label_is(d, n, CSLIM_QT_W8A8S) ? t : NULL;
 }
 
-static float scalar_f32(cslim_st *st, const cslim_tensor *t) {
-  float v = 0;
-  if (t && t->numel == 1) cslim_st_read_f32(st, t, &v);
-  return v;
-}
 
 /* the source description, edited in place (order and indentation kept): compress marks each compressed
  * weight W8A8SC and adds its index / info after it; decompress undoes that. */
@@ -163,7 +158,8 @@ static cslim_status row_quant_bias(cslim_st *st, const cslim_qdesc *d, const cha
                                    const cslim_tensor *w, int tp, int r, int32_t *out) {
   char n[512];
   snprintf(n, sizeof n, "%s.input_offset", lin);
-  float off = scalar_f32(st, cslim_st_find(st, n));
+  const cslim_tensor *io = cslim_st_find(st, n);
+  float off = io ? cslim_tensor_f32_at(io, 0) : 0.0f;
   if (off != nearbyintf(off)) return cslim_error(CSLIM_ERR_FORMAT, "%s: input_offset %g is not an integer", lin, off);
   const int N = (int)w->shape[0], K = (int)w->shape[1], kr = K / tp;
   const int8_t *W = w->data;

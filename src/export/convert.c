@@ -70,21 +70,6 @@ static int static_linear(const cslim_qdesc *d, const char *name, char *lin, size
   return t == CSLIM_QT_W8A8 || t == CSLIM_QT_W8A8S || t == CSLIM_QT_W8A8_MIX ? (int)t : -1;
 }
 
-static float f32_at(const cslim_tensor *t, int64_t i) {
-  float v;
-  cslim_convert_to_f32(t->dtype, (const char *)t->data + (size_t)i * cslim_dtype_size(t->dtype), &v, 1);
-  return v;
-}
-
-static float deq_at(const cslim_tensor *t, int64_t i) {
-  if (t->dtype == CSLIM_I64) {
-    int64_t v;
-    memcpy(&v, (const char *)t->data + 8 * (size_t)i, 8);
-    return cslim_deq_scale_from_int64(v);
-  }
-  return f32_at(t, i);
-}
-
 static float rd(float x, cslim_dtype t) {
   if (t == CSLIM_BF16) return cslim_bf16_to_f32(cslim_f32_to_bf16(x));
   if (t == CSLIM_F16) return cslim_f16_to_f32(cslim_f32_to_f16(x));
@@ -125,10 +110,10 @@ static cslim_status quant_bias(conv *c, const out_t *o, int32_t *qb) {
   if (!w || !io || !dq || w->ndim != 2)
     return cslim_error(CSLIM_ERR_FORMAT, "%s: weight, input_offset or deq_scale missing", o->lin);
   int n = (int)w->shape[0], k = (int)w->shape[1];
-  float off = f32_at(io, 0);
+  float off = cslim_tensor_f32_at(io, 0);
   for (int r = 0; r < n; r++) {
-    float bias = o->kind == O_QB_BIAS && b ? f32_at(b, r) : 0.0f;
-    qb[r] = cslim_quant_bias_of((const int8_t *)w->data + (size_t)r * k, k, off, bias, deq_at(dq, r));
+    float bias = o->kind == O_QB_BIAS && b ? cslim_tensor_f32_at(b, r) : 0.0f;
+    qb[r] = cslim_quant_bias_of((const int8_t *)w->data + (size_t)r * k, k, off, bias, cslim_deq_scale_at(dq, r));
   }
   return CSLIM_OK;
 }
@@ -155,7 +140,7 @@ static cslim_status produce(conv *c, const out_t *o, void **buf) {
     break;
   case O_DEQ:
     for (int64_t i = 0; i < numel; i++) {
-      float f = deq_at(o->src, i);
+      float f = cslim_deq_scale_at(o->src, i);
       if (o->dtype == CSLIM_F32) memcpy(b + 4 * i, &f, 4);
       else {
         int64_t v = cslim_deq_scale_to_int64(f);
@@ -211,7 +196,7 @@ static cslim_status plan(conv *c, cslim_convert_report *rep) {
     if (!strcmp(sfx, "input_scale") || !strcmp(sfx, "input_offset")) {
       int scale = !strcmp(sfx, "input_scale");
       /* the value the engine uses: the scale rounded to the served dtype (exact in float16) */
-      o->value = scale ? rd(f32_at(t, 0), c->serve) : f32_at(t, 0);
+      o->value = scale ? rd(cslim_tensor_f32_at(t, 0), c->serve) : cslim_tensor_f32_at(t, 0);
       if (ms) {
         o->kind = O_VEC;
         o->ndim = 1;
@@ -223,7 +208,7 @@ static cslim_status plan(conv *c, cslim_convert_report *rep) {
         o->ndim = 1;
         o->shape[0] = 1;
         o->dtype = CSLIM_F32;
-        if (scale) o->value = f32_at(t, 0); /* as written (a vector from vllm-mindspore holds the rounded value) */
+        if (scale) o->value = cslim_tensor_f32_at(t, 0); /* as written (a vector from vllm-mindspore holds the rounded value) */
       }
     } else if (!strcmp(sfx, "deq_scale")) {
       cslim_dtype want = ms ? CSLIM_F32 : T == CSLIM_TARGET_MINDIE ? t->dtype : c->serve == CSLIM_BF16 ? CSLIM_F32 : CSLIM_I64;

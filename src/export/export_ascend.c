@@ -250,6 +250,20 @@ cslim_status cslim_exporter_put_tensor(cslim_exporter *e, const char *name, cons
 
 float cslim_deq_scale_of(float in_scale, float wscale) { return in_scale * wscale; }
 
+float cslim_tensor_f32_at(const cslim_tensor *t, int64_t i) {
+  float v = 0;
+  if (i < 0 || i >= t->numel) return v;
+  cslim_convert_to_f32(t->dtype, (const char *)t->data + (size_t)i * cslim_dtype_size(t->dtype), &v, 1);
+  return v;
+}
+
+float cslim_deq_scale_at(const cslim_tensor *t, int64_t i) {
+  if (t->dtype != CSLIM_I64) return cslim_tensor_f32_at(t, i);
+  int64_t v = 0;
+  if (i >= 0 && i < t->numel) memcpy(&v, (const char *)t->data + 8 * (size_t)i, 8);
+  return cslim_deq_scale_from_int64(v);
+}
+
 int32_t cslim_quant_bias_of(const int8_t *q, int k, float in_offset, float bias, float deq) {
   int64_t sum = 0;
   for (int j = 0; j < k; j++) sum += q[j];

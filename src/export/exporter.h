@@ -70,6 +70,11 @@ uint64_t cslim_exporter_bytes_written(const cslim_exporter *e);
 /* Count of Linears per label (for reports). */
 const int *cslim_exporter_linear_counts(const cslim_exporter *e);
 
+/* Element i of a tensor as float32 (any float or integer dtype), and deq_scale's element i whether it is
+ * stored as float32 or as the int64 bit pattern. */
+float cslim_tensor_f32_at(const cslim_tensor *t, int64_t i);
+float cslim_deq_scale_at(const cslim_tensor *t, int64_t i);
+
 /* The deq_scale / quant_bias / scale_bias definitions, shared with the checker. */
 float cslim_deq_scale_of(float in_scale, float wscale);
 int32_t cslim_quant_bias_of(const int8_t *qrow, int k, float in_offset, float bias, float deq);
