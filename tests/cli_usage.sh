@@ -49,6 +49,17 @@ expect_err "--log_level" "bad log level"
 run "$CSLIM" inspect --model-path="$CSLIM_SOURCE_DIR/examples/tiny-qwen3" --quiet True
 expect_rc 0 "--model-path=..."
 
+# --device: a GPU needs a CUDA build and a visible device; several GPUs are not there yet
+run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device cuda
+expect_rc 1 "--device cuda without a usable GPU"
+expect_err "--device cuda: " "--device cuda without a usable GPU"
+expect_err_lines 1 "--device cuda without a usable GPU"
+run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device cuda:0,1
+expect_rc 1 "--device cuda:0,1"
+expect_err "several GPUs" "--device cuda:0,1"
+run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device tpu
+expect_err "cpu, cuda or cuda:N" "--device tpu"
+
 # convert / check on a directory that is not a checkpoint: one line naming it
 run "$CSLIM" convert --model_path "$TMP/none" --save_path "$TMP/conv-out" --target vllm-ascend
 expect_rc 1 "convert of a missing directory"

@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 #include "cslim/cslim.h"
 #include "cslim/quant.h"
+#include "cslim/backend.h"
 #include "cslim/deploy.h"
 #include "cslim/recipe.h"
 #include "cslim/staging.h"
@@ -57,6 +58,7 @@ static void print_report(const cslim_quant_params *p, const cslim_quant_report *
   if (p->anti_method || p->rot)
     printf("  transforms: %s%s%s (%.2f s)\n", p->rot ? "QuaRot" : "", p->rot && p->anti_method ? " + " : "",
            p->anti_method ? cslim_anti_method_name(p->anti_method) : "", r->t_transform);
+  printf("  device: %s\n", cslim_device_describe());
   printf("  time %.2f s (read %.2f, forward %.2f, statistics %.2f, write %.2f, check %.2f); peak RSS %.0f MB; "
          "read %.1f MB, wrote %.1f MB\n",
          r->seconds, r->t_read, r->t_forward, r->t_stats, r->t_write, r->t_verify, (double)r->peak_rss / 1e6,
@@ -337,7 +339,8 @@ int cmd_quant(int argc, char **argv) {
       {"save_dtype", CLI_STR, &save_dtype, "T", "dtype of the float tensors written: bfloat16, float16 or float32 "
        "(default: the model's; config.json follows)", 0, 0},
       {"overwrite", CLI_BOOL, &p.overwrite, NULL, "replace a non-empty save_path", 0, 0},
-      {"device", CLI_STR, &device, "DEV", "cpu (default)", 0, 0},
+      {"device", CLI_STR, &device, "DEV", "cpu (default), cuda or cuda:N: the calibration forward's GEMMs on that GPU "
+       "(CUDA builds)", 0, 0},
       CLI_END,
   };
   cli_command cmd = {
@@ -367,8 +370,7 @@ int cmd_quant(int argc, char **argv) {
   (void)trust_remote_code;
   if (target && cli_parse_target(&cmd, target, &g_target)) return CLI_EXIT_USAGE;
   if (g_soc != 310 && g_soc != 910) return cli_usage_error(&cmd, "--soc %d: 310 or 910", g_soc);
-  if (strcmp(device, "cpu") != 0)
-    return cli_usage_error(&cmd, "--device %s: this build calibrates on the CPU only", device);
+  if (cslim_device_select(device)) return cli_fail();
   if (save_dtype) {
     if (!strcmp(save_dtype, "bfloat16") || !strcmp(save_dtype, "bf16"))
       p.save_dtype = CSLIM_BF16;

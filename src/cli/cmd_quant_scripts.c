@@ -4,6 +4,7 @@
  * arguments, so their documented command lines work with `cslim` in front. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cslim/backend.h"
 #include "cslim/cslim.h"
 #include "cslim/quant.h"
 #include "cslim/recipe.h"
@@ -31,7 +32,7 @@ int cmd_quant_vl(int argc, char **argv) {
       {"part_file_size", CLI_DOUBLE, &p.part_file_size, "GB", "shard the weights at this size", 0, 0},
       {"w_bit", CLI_INT, &w_bit, "N", "weight bits: 8 (default) or 4", 0, 0},
       {"a_bit", CLI_INT, &a_bit, "N", "activation bits: 8 (default) or 16 (weight only)", 0, 0},
-      {"device_type", CLI_STR, &device, "DEV", "cpu (default)", 0, 0},
+      {"device_type", CLI_STR, &device, "DEV", "cpu (default), cuda or cuda:N", 0, 0},
       {"anti_method", CLI_STR, &anti_method, "M", "outlier suppression: m2 (default), m1, m4, m6", 0, 0},
       {"act_method", CLI_INT, &act_method, "1|2|3", "activation ranges: 2 histogram (default), 1 min-max, 3 auto", 0, 0},
       {"open_outlier", CLI_BOOL, &open_outlier, NULL, "low-bit: separate weight outliers (default True)", 0, 0},
@@ -65,8 +66,8 @@ int cmd_quant_vl(int argc, char **argv) {
   int r = cli_parse(&cmd, opts, argc, argv, NULL, NULL);
   if (r) return r < 0 ? CLI_EXIT_OK : r;
   (void)trust;
-  if (strcmp(device, "cpu") != 0)
-    return cli_usage_error(&cmd, "--device_type %s: this build calibrates on the CPU only", device);
+  if (!strcmp(device, "npu")) return cli_usage_error(&cmd, "--device_type npu: cslim runs on cpu or cuda[:N]");
+  if (cslim_device_select(device)) return cli_fail();
   if (cli_scheme_from_bits(&cmd, w_bit, a_bit, is_dynamic, is_lowbit, co_sparse, &p.quant_type)) return CLI_EXIT_USAGE;
   p.sparse.fraction = fraction;
   p.sparse.use_sigma = use_sigma;

@@ -7,6 +7,7 @@
  * Attention runs per group of whole sequences; the MLP in row chunks (the
  * MoE block sees all rows at once so that each expert is converted once). */
 #include "model/model_internal.h"
+#include "cslim/backend.h"
 #include "quant/qcheckpoint.h"
 
 #include <cblas.h>
@@ -25,8 +26,9 @@
 
 static cslim_status linear_gemm(const cslim_linear *l, const float *x, int rows, float *y) {
   if (!l->w) return cslim_error(CSLIM_ERR_INVALID, "%s: weight not loaded", l->name);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f,
-              y, l->out);
+  if (!cslim_gpu_gemm_nt(x, l->w, rows, l->out, l->in, y)) /* --device cuda, else the CPU */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f,
+                y, l->out);
   if (l->b) {
 #pragma omp parallel for schedule(static) if (rows > 16)
     for (int r = 0; r < rows; r++)

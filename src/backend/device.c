@@ -1,0 +1,67 @@
+/* Device selection and the dispatch of the float GEMMs (cslim/backend.h).
+ * The CUDA side lives in cuda_gemm.cu and is linked only into CUDA builds. */
+#include "cslim/backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef CSLIM_HAVE_CUDA
+/* cuda_gemm.cu */
+int cslim_cuda_device_count(void);
+int cslim_cuda_open(int index, char *name, size_t cap);
+int cslim_cuda_gemm_nt(const float *x, const float *w, int rows, int out, int in, float *y);
+#endif
+
+static int g_gpu = -1; /* selected GPU, or -1 */
+static char g_desc[160] = "cpu";
+
+int cslim_cuda_built(void) {
+#ifdef CSLIM_HAVE_CUDA
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+cslim_status cslim_device_select(const char *spec) {
+  if (!spec || !strcmp(spec, "cpu")) {
+    g_gpu = -1;
+    snprintf(g_desc, sizeof g_desc, "cpu");
+    return CSLIM_OK;
+  }
+  int index = 0;
+  if (strncmp(spec, "cuda", 4) || (spec[4] && (spec[4] != ':' || sscanf(spec + 5, "%d", &index) != 1 || index < 0)))
+    return cslim_error(CSLIM_ERR_INVALID, "--device %s: cpu, cuda or cuda:N", spec);
+  if (strchr(spec, ','))
+    return cslim_error(CSLIM_ERR_NOT_IMPLEMENTED, "--device %s: several GPUs (data-parallel calibration) are not "
+                       "implemented yet; name one, e.g. cuda:0", spec);
+#ifdef CSLIM_HAVE_CUDA
+  int n = cslim_cuda_device_count();
+  if (n <= 0) return cslim_error(CSLIM_ERR_UNSUPPORTED, "--device %s: no CUDA device is visible", spec);
+  if (index >= n) return cslim_error(CSLIM_ERR_INVALID, "--device %s: only %d CUDA device(s) (0 .. %d)", spec, n, n - 1);
+  char name[128] = "";
+  if (cslim_cuda_open(index, name, sizeof name))
+    return cslim_error(CSLIM_ERR_UNSUPPORTED, "--device %s: cannot initialise the device or cuBLAS", spec);
+  g_gpu = index;
+  snprintf(g_desc, sizeof g_desc, "cuda:%d (%s)", index, name);
+  return CSLIM_OK;
+#else
+  return cslim_error(CSLIM_ERR_UNSUPPORTED, "--device %s: this build has no CUDA backend (configure with "
+                     "-DCSLIM_CUDA=ON where nvcc and cuBLAS are installed)", spec);
+#endif
+}
+
+const char *cslim_device_describe(void) { return g_desc; }
+int cslim_device_is_gpu(void) { return g_gpu >= 0; }
+
+int cslim_gpu_gemm_nt(const float *x, const float *w, int rows, int out, int in, float *y) {
+#ifdef CSLIM_HAVE_CUDA
+  /* below ~16 MFLOP the PCIe transfers cost more than the CPU's GEMM */
+  if (g_gpu < 0 || (double)rows * out * in < 8e6) return 0;
+  return cslim_cuda_gemm_nt(x, w, rows, out, in, y) == 0;
+#else
+  (void)x, (void)w, (void)rows, (void)out, (void)in, (void)y;
+  return 0;
+#endif
+}
