@@ -5,6 +5,7 @@
  * compared Linear by Linear and a few prompts end to end. */
 #include "cslim/deploy.h"
 
+#include "core/strutil.h"
 #include "cslim/config.h"
 #include "cslim/dtype.h"
 #include "cslim/model.h"
@@ -65,11 +66,6 @@ void cslim_check_report_free(cslim_check_report *r) {
   memset(r, 0, sizeof *r);
 }
 
-static int ends_with(const char *s, const char *suf) {
-  size_t a = strlen(s), b = strlen(suf);
-  return a >= b && !strcmp(s + a - b, suf);
-}
-
 static const char *label_of(const ck *c, const char *name) {
   const cJSON *e = cJSON_GetObjectItemCaseSensitive(c->desc, name);
   return cJSON_IsString(e) ? e->valuestring : NULL;
@@ -92,9 +88,9 @@ static void check_files(ck *c) {
   struct dirent *de;
   while ((de = readdir(d))) {
     const char *n = de->d_name;
-    if (ends_with(n, "quant_model_description.json")) n_suffix++;
+    if (cslim_ends_with(n, "quant_model_description.json")) n_suffix++;
     if (!strcmp(n, "quant_model_description.json")) exact = 1;
-    else if (!strncmp(n, "quant_model_description_", 24) && ends_with(n, ".json"))
+    else if (!strncmp(n, "quant_model_description_", 24) && cslim_ends_with(n, ".json"))
       legacy = 1, snprintf(legacy_name, sizeof legacy_name, "%s", n);
   }
   closedir(d);
@@ -169,7 +165,7 @@ static void check_index(ck *c) {
   DIR *d = opendir(c->p->model_path);
   struct dirent *de;
   while (d && (de = readdir(d))) {
-    if (!ends_with(de->d_name, ".safetensors")) continue;
+    if (!cslim_ends_with(de->d_name, ".safetensors")) continue;
     char f[4352];
     snprintf(f, sizeof f, "%s/%s", c->p->model_path, de->d_name);
     cslim_st *one = NULL;
@@ -222,7 +218,7 @@ static void check_description(ck *c) {
       continue;
     }
     if (!cslim_st_find(c->st, e->string)) ERR(c, e->string, "described but not in any safetensors file");
-    if (ends_with(e->string, ".weight") && cslim_scheme_parse(e->valuestring, &t) == 0) counts[t]++;
+    if (cslim_ends_with(e->string, ".weight") && cslim_scheme_parse(e->valuestring, &t) == 0) counts[t]++;
   }
   const cJSON *mqt = cJSON_GetObjectItemCaseSensitive(c->desc, "model_quant_type");
   cslim_qtype want = cslim_model_quant_type(counts), got;
@@ -249,19 +245,19 @@ static void linear_dims(const ck *c, const char *lin, int64_t *n, int64_t *k) {
   const cslim_vision_config *v = &c->cfg.vision;
   int expert = strstr(lin, ".experts.") != NULL;
   int64_t H = t->hidden_size, I = expert ? t->moe_intermediate_size : t->intermediate_size;
-  if (ends_with(lin, ".q_proj")) *n = (int64_t)t->num_heads * t->head_dim, *k = H;
-  else if (ends_with(lin, ".k_proj") || ends_with(lin, ".v_proj")) *n = (int64_t)t->num_kv_heads * t->head_dim, *k = H;
-  else if (ends_with(lin, ".o_proj")) *n = H, *k = (int64_t)t->num_heads * t->head_dim;
-  else if (ends_with(lin, ".gate_proj") || ends_with(lin, ".up_proj")) *n = I, *k = H;
-  else if (ends_with(lin, ".down_proj")) *n = H, *k = I;
-  else if (ends_with(lin, ".mlp.gate")) *n = t->num_experts, *k = H;
+  if (cslim_ends_with(lin, ".q_proj")) *n = (int64_t)t->num_heads * t->head_dim, *k = H;
+  else if (cslim_ends_with(lin, ".k_proj") || cslim_ends_with(lin, ".v_proj")) *n = (int64_t)t->num_kv_heads * t->head_dim, *k = H;
+  else if (cslim_ends_with(lin, ".o_proj")) *n = H, *k = (int64_t)t->num_heads * t->head_dim;
+  else if (cslim_ends_with(lin, ".gate_proj") || cslim_ends_with(lin, ".up_proj")) *n = I, *k = H;
+  else if (cslim_ends_with(lin, ".down_proj")) *n = H, *k = I;
+  else if (cslim_ends_with(lin, ".mlp.gate")) *n = t->num_experts, *k = H;
   else if (c->cfg.has_vision && strstr(lin, "visual.")) {
     int64_t D = v->hidden_size, W = D * v->spatial_merge_size * v->spatial_merge_size;
     int merger = strstr(lin, "merger") != NULL;
-    if (ends_with(lin, ".attn.qkv")) *n = 3 * D, *k = D;
-    else if (ends_with(lin, ".attn.proj")) *n = D, *k = D;
-    else if (ends_with(lin, ".linear_fc1")) *n = merger ? W : v->intermediate_size, *k = merger ? W : D;
-    else if (ends_with(lin, ".linear_fc2")) *n = merger ? v->out_hidden_size : D, *k = merger ? W : v->intermediate_size;
+    if (cslim_ends_with(lin, ".attn.qkv")) *n = 3 * D, *k = D;
+    else if (cslim_ends_with(lin, ".attn.proj")) *n = D, *k = D;
+    else if (cslim_ends_with(lin, ".linear_fc1")) *n = merger ? W : v->intermediate_size, *k = merger ? W : D;
+    else if (cslim_ends_with(lin, ".linear_fc2")) *n = merger ? v->out_hidden_size : D, *k = merger ? W : v->intermediate_size;
   }
 }
 
@@ -613,7 +609,7 @@ static void check_against_source(ck *c) {
   }
   /* per Linear: the dequantized weight against the float one */
   for (cJSON *e = c->desc->child; e; e = e->next) {
-    if (is_global_key(e->string) || !ends_with(e->string, ".weight") || !cJSON_IsString(e)) continue;
+    if (is_global_key(e->string) || !cslim_ends_with(e->string, ".weight") || !cJSON_IsString(e)) continue;
     cslim_qtype lab;
     if (cslim_scheme_parse(e->valuestring, &lab) != 0 || lab == CSLIM_QT_FLOAT || lab == CSLIM_QT_W8A8SC) continue;
     char lin[600];
@@ -721,7 +717,7 @@ cslim_status cslim_check(const cslim_check_params *p, cslim_check_report *r) {
     check_values(&c);
     check_modules(&c);
     for (cJSON *e = c.desc->child; e; e = e->next) {
-      if (is_global_key(e->string) || !ends_with(e->string, ".weight") || !cJSON_IsString(e)) continue;
+      if (is_global_key(e->string) || !cslim_ends_with(e->string, ".weight") || !cJSON_IsString(e)) continue;
       cslim_qtype lab;
       if (cslim_scheme_parse(e->valuestring, &lab) != 0 || lab == CSLIM_QT_W8A8SC) continue;
       char lin[600];

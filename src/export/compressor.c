@@ -4,6 +4,7 @@
  * tensors, once to write them) so memory stays at one weight. */
 #include "cslim/compress.h"
 
+#include "core/strutil.h"
 #include "cslim/safetensors.h"
 #include "cslim/scheme.h"
 #include "cslim/staging.h"
@@ -19,20 +20,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int ends_with(const char *s, const char *suf) {
-  size_t a = strlen(s), b = strlen(suf);
-  return a >= b && !strcmp(s + a - b, suf);
-}
-
 /* row-parallel Linears are split by input columns, the others by output rows */
 static int row_parallel(const char *lin) {
-  return ends_with(lin, ".o_proj") || ends_with(lin, ".down_proj") || ends_with(lin, ".attn.proj") ||
-         ends_with(lin, ".linear_fc2");
+  return cslim_ends_with(lin, ".o_proj") || cslim_ends_with(lin, ".down_proj") || cslim_ends_with(lin, ".attn.proj") ||
+         cslim_ends_with(lin, ".linear_fc2");
 }
 
 /* "<lin>.<suffix>" → lin (NULL when the name has no such suffix) */
 static const char *lin_of(const char *name, const char *suffix, char *buf, size_t cap) {
-  if (!ends_with(name, suffix)) return NULL;
+  if (!cslim_ends_with(name, suffix)) return NULL;
   size_t l = strlen(name) - strlen(suffix);
   if (l + 1 > cap) return NULL;
   memcpy(buf, name, l);
@@ -103,7 +99,7 @@ static cslim_status write_desc(const cslim_qdesc *src, const cslim_st *st, const
       snprintf(nm, sizeof nm, "%s.info", lin);
       if (!ix || !insert_after(d, ix, nm, "W8A8SC")) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
     } else if (!compress && !strcmp(e->valuestring, "W8A8SC")) {
-      if (ends_with(e->string, ".index") || ends_with(e->string, ".info")) cJSON_Delete(cJSON_DetachItemViaPointer(d, e));
+      if (cslim_ends_with(e->string, ".index") || cslim_ends_with(e->string, ".info")) cJSON_Delete(cJSON_DetachItemViaPointer(d, e));
       else cJSON_SetValuestring(e, "W8A8S");
     }
   }
@@ -188,7 +184,7 @@ static tkind classify(const cslim_st *st, const cslim_qdesc *d, const cslim_tens
   if (!l) l = lin_of(t->name, ".quant_bias", lin, cap);
   if (l && (*w = sparse_weight(st, d, l)) && t->ndim == 1 && t->shape[0] == (*w)->shape[0]) {
     if (!row_parallel(l)) return T_ROWS;
-    return ends_with(t->name, ".quant_bias") ? T_ROW_QB : T_COPY;
+    return cslim_ends_with(t->name, ".quant_bias") ? T_ROW_QB : T_COPY;
   }
   return T_COPY;
 }
@@ -450,7 +446,7 @@ cslim_status cslim_decompress(const cslim_compress_params *p, cslim_compress_rep
     for (size_t i = 0; !rc && i < cslim_st_count(s0); i++) {
       const cslim_tensor *t = cslim_st_at(s0, i);
       int sc = label_is(d0, t->name, CSLIM_QT_W8A8SC);
-      if (sc && (ends_with(t->name, ".index") || ends_with(t->name, ".info"))) continue;
+      if (sc && (cslim_ends_with(t->name, ".index") || cslim_ends_with(t->name, ".info"))) continue;
       if (sc && lin_of(t->name, ".weight", lin, sizeof lin)) {
         int N, K;
         if ((rc = whole_dims(ps, tp, lin, &N, &K))) break;
@@ -473,7 +469,7 @@ cslim_status cslim_decompress(const cslim_compress_params *p, cslim_compress_rep
       char wn[600] = "";
       if (l) snprintf(wn, sizeof wn, "%s.weight", l);
       int of_sc = l && label_is(d0, wn, CSLIM_QT_W8A8SC) && t->ndim == 1;
-      int gather = of_sc && !row_parallel(l), sum = of_sc && row_parallel(l) && ends_with(t->name, ".quant_bias");
+      int gather = of_sc && !row_parallel(l), sum = of_sc && row_parallel(l) && cslim_ends_with(t->name, ".quant_bias");
       if (pass == 0) {
         int64_t shape[CSLIM_MAX_DIMS];
         memcpy(shape, t->shape, sizeof shape);

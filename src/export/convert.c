@@ -4,6 +4,7 @@
  * renamed into place. */
 #include "cslim/deploy.h"
 
+#include "core/strutil.h"
 #include "cslim/config.h"
 #include "cslim/dtype.h"
 #include "cslim/safetensors.h"
@@ -43,11 +44,6 @@ const char *cslim_target_name(cslim_target t) {
   case CSLIM_TARGET_MINDIE: return "mindie";
   default: return "any";
   }
-}
-
-static int ends_with(const char *s, const char *suf) {
-  size_t a = strlen(s), b = strlen(suf);
-  return a >= b && !strcmp(s + a - b, suf);
 }
 
 static void lower(const char *s, char *o, size_t cap) {
@@ -332,11 +328,11 @@ static cslim_status copy_missing(const char *src, const char *dst) {
       }
       continue;
     }
-    if (n[0] == '.' || ends_with(n, ".safetensors") || ends_with(n, "index.json") ||
+    if (n[0] == '.' || cslim_ends_with(n, ".safetensors") || cslim_ends_with(n, "index.json") ||
         !strncmp(n, "quant_model_description", 23) || strstr(n, "quant_model_description"))
       continue;
-    if (!(ends_with(n, ".json") || ends_with(n, ".py") || ends_with(n, ".txt") || ends_with(n, ".jinja") ||
-          ends_with(n, ".model") || ends_with(n, ".tiktoken") || ends_with(n, ".yaml")))
+    if (!(cslim_ends_with(n, ".json") || cslim_ends_with(n, ".py") || cslim_ends_with(n, ".txt") || cslim_ends_with(n, ".jinja") ||
+          cslim_ends_with(n, ".model") || cslim_ends_with(n, ".tiktoken") || cslim_ends_with(n, ".yaml")))
       continue;
     char a[4352], b[4352];
     snprintf(a, sizeof a, "%s/%s", src, n);

@@ -1,6 +1,7 @@
 /* The Ascend checkpoint writer (spec §5.1–§5.6). */
 #include "export/exporter.h"
 
+#include "core/strutil.h"
 #include "core/strmap.h"
 #include "cslim/staging.h"
 #include "io/json_util.h"
@@ -488,11 +489,6 @@ static cslim_status write_config(cslim_exporter *e) {
   return rc;
 }
 
-static int ends_with(const char *s, const char *suf) {
-  size_t a = strlen(s), b = strlen(suf);
-  return a >= b && !strcmp(s + a - b, suf);
-}
-
 cslim_status cslim_copy_model_files(const char *src, const char *dst, int with_config) {
   DIR *d = opendir(src);
   if (!d) return cslim_error(CSLIM_ERR_IO, "%s: cannot list the model directory", src);
@@ -501,8 +497,8 @@ cslim_status cslim_copy_model_files(const char *src, const char *dst, int with_c
   while (!rc && (de = readdir(d))) {
     const char *n = de->d_name;
     if (n[0] == '.') continue;
-    if (!(ends_with(n, ".json") || ends_with(n, ".py") || ends_with(n, ".txt") || ends_with(n, ".jinja"))) continue;
-    if (ends_with(n, "index.json") || (!with_config && !strcmp(n, "config.json")) ||
+    if (!(cslim_ends_with(n, ".json") || cslim_ends_with(n, ".py") || cslim_ends_with(n, ".txt") || cslim_ends_with(n, ".jinja"))) continue;
+    if (cslim_ends_with(n, "index.json") || (!with_config && !strcmp(n, "config.json")) ||
         !strncmp(n, "quant_model_description", 23))
       continue;
     char a[4096], b[4096];

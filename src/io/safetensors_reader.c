@@ -5,6 +5,7 @@
  * (fuzz/fuzz_safetensors.c exercises this). */
 #include "cslim/safetensors.h"
 
+#include "core/strutil.h"
 #include "core/strmap.h"
 #include "io/json_util.h"
 
@@ -58,11 +59,6 @@ char *cslim_shape_str(int ndim, const int64_t *shape, char *buf, size_t cap) {
     o += (size_t)snprintf(buf + o, cap - o, i ? ", %lld" : "%lld", (long long)shape[i]);
   if (o < cap) snprintf(buf + o, cap - o, "]");
   return buf;
-}
-
-static int ends_with(const char *s, const char *suffix) {
-  size_t a = strlen(s), b = strlen(suffix);
-  return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
 static char *path_join(const char *dir, const char *name) {
@@ -469,10 +465,10 @@ static cslim_status open_dir(cslim_st *st, const char *dir) {
     if (de->d_name[0] == '.') continue;
     char ***arr = NULL;
     size_t *cnt = NULL;
-    if (ends_with(de->d_name, ".safetensors.index.json")) {
+    if (cslim_ends_with(de->d_name, ".safetensors.index.json")) {
       arr = &idx;
       cnt = &nidx;
-    } else if (ends_with(de->d_name, ".safetensors")) {
+    } else if (cslim_ends_with(de->d_name, ".safetensors")) {
       arr = &files;
       cnt = &nfiles;
     } else {
@@ -529,7 +525,7 @@ cslim_status cslim_st_open(const char *path, cslim_st **out) {
   if (rc) return rc;
   if (S_ISDIR(sb.st_mode))
     rc = open_dir(st, path);
-  else if (ends_with(path, ".json"))
+  else if (cslim_ends_with(path, ".json"))
     rc = open_index(st, path);
   else
     rc = add_file(st, path);

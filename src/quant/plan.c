@@ -5,14 +5,10 @@
  * linears only when asked; otherwise the default scheme. */
 #include "cslim/quant.h"
 
+#include "core/strutil.h"
 #include "core/glob.h"
 
 #include <string.h>
-
-static int ends_with(const char *s, const char *suf) {
-  size_t a = strlen(s), b = strlen(suf);
-  return a >= b && !strcmp(s + a - b, suf);
-}
 
 static int excluded(const cslim_mix_rule *r, const char *name) {
   for (int j = 0; j < r->n_exclude; j++)
@@ -23,7 +19,7 @@ static int excluded(const cslim_mix_rule *r, const char *name) {
 /* the mix rule deciding `name` (NULL: none); *fl = 1 when the name is kept float before any rule */
 static const cslim_mix_rule *plan_rule(const cslim_quant_params *p, const char *name, int *fl) {
   *fl = 1;
-  if (ends_with(name, ".mlp.gate") || !strcmp(name, "lm_head")) return NULL;
+  if (cslim_ends_with(name, ".mlp.gate") || !strcmp(name, "lm_head")) return NULL;
   for (int i = 0; i < p->n_disable; i++)
     if (!strcmp(p->disable_names[i], name)) return NULL;
   for (int i = 0; i < p->n_exclude; i++)
