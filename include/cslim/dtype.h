@@ -50,6 +50,12 @@ uint16_t cslim_f32_to_bf16(float f);
 uint16_t cslim_f32_to_f16(float f);
 float cslim_bf16_to_f32(uint16_t h);
 float cslim_f16_to_f32(uint16_t h);
+/* x rounded to bfloat16 / float16 (round to nearest even) and back; other dtypes: x. */
+static inline float cslim_round_to_dtype(float x, cslim_dtype t) {
+  if (t == CSLIM_BF16) return cslim_bf16_to_f32(cslim_f32_to_bf16(x));
+  if (t == CSLIM_F16) return cslim_f16_to_f32(cslim_f32_to_f16(x));
+  return x;
+}
 /* Convert n floats to dtype t (float types and, with saturation and
  * round-half-even, the integer types). */
 void cslim_convert_from_f32(cslim_dtype t, const float *src, void *dst, size_t n);

@@ -66,12 +66,6 @@ static int static_linear(const cslim_qdesc *d, const char *name, char *lin, size
   return t == CSLIM_QT_W8A8 || t == CSLIM_QT_W8A8S || t == CSLIM_QT_W8A8_MIX ? (int)t : -1;
 }
 
-static float rd(float x, cslim_dtype t) {
-  if (t == CSLIM_BF16) return cslim_bf16_to_f32(cslim_f32_to_bf16(x));
-  if (t == CSLIM_F16) return cslim_f16_to_f32(cslim_f32_to_f16(x));
-  return x;
-}
-
 /* one output tensor: its dtype, shape and a producer of its bytes */
 typedef struct out_t {
   const cslim_tensor *src;
@@ -192,7 +186,7 @@ static cslim_status plan(conv *c, cslim_convert_report *rep) {
     if (!strcmp(sfx, "input_scale") || !strcmp(sfx, "input_offset")) {
       int scale = !strcmp(sfx, "input_scale");
       /* the value the engine uses: the scale rounded to the served dtype (exact in float16) */
-      o->value = scale ? rd(cslim_tensor_f32_at(t, 0), c->serve) : cslim_tensor_f32_at(t, 0);
+      o->value = scale ? cslim_round_to_dtype(cslim_tensor_f32_at(t, 0), c->serve) : cslim_tensor_f32_at(t, 0);
       if (ms) {
         o->kind = O_VEC;
         o->ndim = 1;

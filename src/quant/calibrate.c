@@ -249,12 +249,6 @@ static cslim_status quantize_expert_data_free(qctx *c, int e) {
 
 /* ---- runtime kernels for the quantized pass ------------------------------------------------------- */
 
-static float rd(float x, cslim_dtype t) {
-  if (t == CSLIM_BF16) return cslim_bf16_to_f32(cslim_f32_to_bf16(x));
-  if (t == CSLIM_F16) return cslim_f16_to_f32(cslim_f32_to_f16(x));
-  return x;
-}
-
 static void rt_free(cslim_qlinear *r) {
   if (!r) return;
   r->wq = NULL; /* borrowed from the lin_q */
@@ -281,14 +275,14 @@ static cslim_status rt_build(qctx *c, lin_q *q) {
   r->wscale = malloc((size_t)n * sizeof(float));
   if (!r->wscale) goto oom;
   for (int o = 0; o < n; o++)
-    r->wscale[o] = q->type == CSLIM_QT_W4A8_DYNAMIC ? q->wq.scale[o] : rd(q->wq.scale[o], serve);
+    r->wscale[o] = q->type == CSLIM_QT_W4A8_DYNAMIC ? q->wq.scale[o] : cslim_round_to_dtype(q->wq.scale[o], serve);
   if (l->b) {
     r->bias = malloc((size_t)n * sizeof(float));
     if (!r->bias) goto oom;
     memcpy(r->bias, l->b, (size_t)n * sizeof(float));
   }
   if (act_static(q->type)) {
-    r->in_recip = rd(1.0f / rd(q->in_scale, serve), serve);
+    r->in_recip = cslim_round_to_dtype(1.0f / cslim_round_to_dtype(q->in_scale, serve), serve);
     r->in_offset = q->in_offset;
     r->deq = malloc((size_t)n * sizeof(float));
     r->qbias = malloc((size_t)n * sizeof(int32_t));

@@ -128,12 +128,6 @@ static float scalar_f32(cslim_st *st, const cslim_tensor *t) {
   return v;
 }
 
-static inline float rd(float x, cslim_dtype t) {
-  if (t == CSLIM_BF16) return cslim_bf16_to_f32(cslim_f32_to_bf16(x));
-  if (t == CSLIM_F16) return cslim_f16_to_f32(cslim_f32_to_f16(x));
-  return x;
-}
-
 cslim_status cslim_qlinear_from_checkpoint(cslim_st *st, const char *lin, cslim_qtype type, int n, int k,
                                            cslim_dtype serve, cslim_qlinear **out) {
   *out = NULL;
@@ -188,7 +182,7 @@ cslim_status cslim_qlinear_from_checkpoint(cslim_st *st, const char *lin, cslim_
       goto fail;
     }
     float s = scalar_f32(st, is);
-    q->in_recip = rd(1.0f / rd(s, serve), serve); /* engines.md §2.2 step 1 */
+    q->in_recip = cslim_round_to_dtype(1.0f / cslim_round_to_dtype(s, serve), serve); /* engines.md §2.2 step 1 */
     q->in_offset = scalar_f32(st, io);
     q->deq = malloc((size_t)n * sizeof(float));
     q->qbias = malloc((size_t)n * sizeof(int32_t));
@@ -217,7 +211,7 @@ cslim_status cslim_qlinear_from_checkpoint(cslim_st *st, const char *lin, cslim_
     /* vLLM-Ascend holds W8A8_DYNAMIC / W8A16 weight scales in the serving
      * dtype; W4A8_DYNAMIC keeps float32 (re-encoded as int64 bits) */
     if (type != CSLIM_QT_W4A8_DYNAMIC)
-      for (int o = 0; o < n; o++) q->wscale[o] = rd(q->wscale[o], serve);
+      for (int o = 0; o < n; o++) q->wscale[o] = cslim_round_to_dtype(q->wscale[o], serve);
     const cslim_tensor *s2 = find(st, lin, "weight_scale_second");
     if (s2) { /* per-group: fold into a dequantized W8A16-style weight is not how the engine runs it */
       rc = cslim_error(CSLIM_ERR_UNSUPPORTED, "%s: per-group weights (weight_scale_second) are evaluated by "

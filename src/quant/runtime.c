@@ -8,13 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* round to the serving dtype */
-static inline float rd(float x, cslim_dtype t) {
-  if (t == CSLIM_BF16) return cslim_bf16_to_f32(cslim_f32_to_bf16(x));
-  if (t == CSLIM_F16) return cslim_f16_to_f32(cslim_f32_to_f16(x));
-  return x;
-}
-
 void cslim_qlinear_free(cslim_qlinear *q) {
   if (!q) return;
   free(q->wq);
@@ -35,7 +28,7 @@ static float *weights_f32(const cslim_qlinear *q) {
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < q->n; r++)
       for (int j = 0; j < q->k; j++)
-        w[(size_t)r * q->k + j] = rd((float)q->wq[(size_t)r * q->k + j] * q->wscale[r], q->serve);
+        w[(size_t)r * q->k + j] = cslim_round_to_dtype((float)q->wq[(size_t)r * q->k + j] * q->wscale[r], q->serve);
   } else {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < nk; i++) w[i] = (float)q->wq[i];
@@ -78,7 +71,7 @@ cslim_status cslim_qlinear_forward(const cslim_linear *l, const float *x, int ro
       for (int o = 0; o < n; o++) {
         float v = y[(size_t)r * n + o];
         if (q->bias) v += q->bias[o];
-        y[(size_t)r * n + o] = rd(v, q->serve);
+        y[(size_t)r * n + o] = cslim_round_to_dtype(v, q->serve);
       }
     goto out;
   }
@@ -94,7 +87,7 @@ cslim_status cslim_qlinear_forward(const cslim_linear *l, const float *x, int ro
   for (int r = 0; r < rows; r++) {
     const float *xr = x + (size_t)r * k;
     float *qr = xq + (size_t)r * k;
-    if (is_static) { /* npu_quantize: round(x * r + o), r = rd(1/rd(s)) */
+    if (is_static) { /* npu_quantize: round(x * r + o), r = cslim_round_to_dtype(1/cslim_round_to_dtype(s)) */
       for (int j = 0; j < k; j++) {
         float v = nearbyintf(xr[j] * q->in_recip + q->in_offset);
         qr[j] = v < -128.f ? -128.f : v > 127.f ? 127.f : v;
@@ -123,7 +116,7 @@ cslim_status cslim_qlinear_forward(const cslim_linear *l, const float *x, int ro
         v = (float)acc[i] * q->wscale[o] * st[r];
         if (q->bias) v += q->bias[o];
       }
-      y[i] = rd(v, q->serve);
+      y[i] = cslim_round_to_dtype(v, q->serve);
     }
 done:
   free(xq);
