@@ -46,12 +46,6 @@ const char *cslim_target_name(cslim_target t) {
   }
 }
 
-static void lower(const char *s, char *o, size_t cap) {
-  size_t i = 0;
-  for (; s[i] && i + 1 < cap; i++) o[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
-  o[i] = '\0';
-}
-
 /* "<lin>.<suffix>" of a static-quantized Linear: its label, the Linear's name in lin; -1 otherwise */
 static int static_linear(const cslim_qdesc *d, const char *name, char *lin, size_t cap, const char **suffix) {
   const char *dot = strrchr(name, '.');
@@ -358,13 +352,9 @@ cslim_status cslim_convert(const cslim_convert_params *p, cslim_convert_report *
     rc = cslim_error(CSLIM_ERR_UNSUPPORTED, "%s is %s: the 310 serves float16 only (quantize with --save_dtype "
                      "float16, or quant-vl --torch_dtype fp16)", p->model_path, cslim_dtype_name(c.serve));
   if (!rc) rc = plan(&c, rep);
-  char mqt_low[32] = "w8a8";
-  cJSON *src = NULL;
-  if (!rc && cslim_json_load_file(cslim_qdesc_path(c.d), &src) == CSLIM_OK) {
-    cJSON *m = cJSON_GetObjectItemCaseSensitive(src, "model_quant_type");
-    if (cJSON_IsString(m)) lower(m->valuestring, mqt_low, sizeof mqt_low);
-  }
-  cJSON_Delete(src);
+  cslim_qtype mqt = CSLIM_QT_W8A8; /* the file name's type when the description names none */
+  if (c.d) cslim_qdesc_model_type(c.d, &mqt);
+  const char *mqt_low = cslim_scheme_get(mqt)->name;
   if (!rc) rc = cslim_staging_open(p->save_path, p->overwrite, &sg);
   char base[96], file[128];
   if (p->target == CSLIM_TARGET_VLLM_ASCEND) snprintf(base, sizeof base, "quant_model_weights");

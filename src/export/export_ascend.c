@@ -146,18 +146,12 @@ uint64_t cslim_exporter_bytes_written(const cslim_exporter *e) {
   return e->w ? cslim_st_writer_bytes_written(e->w) : 0;
 }
 
-static void lower(const char *s, char *out, size_t cap) {
-  size_t i = 0;
-  for (; s[i] && i + 1 < cap; i++) out[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
-  out[i] = 0;
-}
-
 cslim_status cslim_exporter_begin(cslim_exporter *e) {
   int lc[CSLIM_QT_COUNT] = {0};
   for (int i = 1; i < CSLIM_QT_COUNT; i++) lc[i] = e->linear_count[i];
   e->model_type = cslim_model_quant_type(lc);
-  char base[128], low[64];
-  lower(cslim_scheme_get(e->model_type)->label, low, sizeof low);
+  char base[128];
+  const char *low = cslim_scheme_get(e->model_type)->name;
   if (e->o.saver == CSLIM_SAVER_HUB)
     snprintf(base, sizeof base, "model");
   else if (e->o.saver == CSLIM_SAVER_V1)
@@ -412,8 +406,8 @@ static cslim_status write_description(cslim_exporter *e) {
   char *txt = cslim_json_dump(d, v1 ? 4 : 2);
   cJSON_Delete(d);
   if (!txt) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
-  char path[4096], low[64];
-  lower(mqt, low, sizeof low);
+  char path[4096];
+  const char *low = cslim_scheme_get(e->model_type)->name;
   if (e->o.saver == CSLIM_SAVER_MINDIE)
     snprintf(path, sizeof path, "%s/quant_model_description_%s.json", e->dir, low);
   else
@@ -467,10 +461,8 @@ static cslim_status write_config(cslim_exporter *e) {
     changed = 1;
   }
   if (e->o.saver == CSLIM_SAVER_MINDIE) {
-    char low[64];
-    lower(cslim_scheme_get(e->model_type)->label, low, sizeof low);
     cJSON_DeleteItemFromObjectCaseSensitive(c, "quantize");
-    cJSON_AddStringToObject(c, "quantize", low);
+    cJSON_AddStringToObject(c, "quantize", cslim_scheme_get(e->model_type)->name);
     cJSON *q = cJSON_AddObjectToObject(c, "quantization_config");
     cJSON_AddNullToObject(q, "kv_quant_type");
     cJSON_AddNullToObject(q, "fa_quant_type");

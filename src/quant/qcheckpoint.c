@@ -16,6 +16,7 @@ struct cslim_qdesc {
   cslim_strmap map; /* tensor name -> qtype */
   char *path;
   cslim_qtype model_type;
+  int has_model_type; /* model_quant_type present and a known label */
   char version[32];
 };
 
@@ -74,7 +75,7 @@ cslim_status cslim_qdesc_load(const char *dir, cslim_qdesc **out) {
       if (!strcmp(e->string, "version") && cJSON_IsString(e))
         snprintf(d->version, sizeof d->version, "%s", e->valuestring);
       if (!strcmp(e->string, "model_quant_type") && cJSON_IsString(e))
-        cslim_scheme_parse(e->valuestring, &d->model_type);
+        d->has_model_type = cslim_scheme_parse(e->valuestring, &d->model_type) == 0;
       continue;
     }
     if (!cJSON_IsString(e)) continue;
@@ -110,6 +111,12 @@ int cslim_qdesc_label(const cslim_qdesc *d, const char *tensor, cslim_qtype *t) 
 
 const char *cslim_qdesc_path(const cslim_qdesc *d) { return d->path; }
 const char *cslim_qdesc_version(const cslim_qdesc *d) { return d->version; }
+
+int cslim_qdesc_model_type(const cslim_qdesc *d, cslim_qtype *t) {
+  if (!d->has_model_type) return -1;
+  *t = d->model_type;
+  return 0;
+}
 
 /* ---- one quantized linear ---------------------------------------------------------- */
 

@@ -16,6 +16,8 @@ void cslim_qdesc_free(cslim_qdesc *d);
 int cslim_qdesc_label(const cslim_qdesc *d, const char *tensor, cslim_qtype *t);
 const char *cslim_qdesc_path(const cslim_qdesc *d);
 const char *cslim_qdesc_version(const cslim_qdesc *d);
+/* model_quant_type; -1 when the description has none (or an unknown one). */
+int cslim_qdesc_model_type(const cslim_qdesc *d, cslim_qtype *t);
 
 /* Build the runtime kernel of quantized Linear `lin` ([n, k]) from its
  * tensors, with the engine's handling of each parameter. */
