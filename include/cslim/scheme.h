@@ -77,6 +77,10 @@ cslim_dtype cslim_scheme_tensor_dtype(const cslim_scheme_tensor *t, cslim_dtype 
  * (down/o) — the scale_bias layout. */
 int cslim_scheme_tensor_shape(const cslim_scheme_tensor *t, int64_t n, int64_t k, int group_size, int row_chunks,
                               int64_t *shape);
+/* Row `row` of int4 codes packed two output rows per byte ([n/2][k], byte[j][c] = (q[2j+1][c] << 4) |
+ * (q[2j][c] & 0xF), msModelSlim's layout) into out[k], sign-extended. */
+void cslim_int4_unpack_row(const int8_t *packed, int64_t k, int64_t row, int8_t *out);
+
 /* Row-parallel Linears (o_proj, down_proj, w2): scale_bias has 16 chunks. */
 int cslim_linear_is_row_parallel(const char *name);
 

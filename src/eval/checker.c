@@ -454,8 +454,7 @@ static void check_linear(ck *c, const char *lin, cslim_qtype lab) {
       int8_t *row = malloc((size_t)k);
       float *want = malloc((size_t)(chunks > 0 ? chunks : 1) * sizeof(float));
       for (int64_t r = 0; row && want && chunks > 0 && r < n; r++) {
-        const int8_t *src = (const int8_t *)w->data + (size_t)(r / 2) * k;
-        for (int64_t j = 0; j < k; j++) row[j] = r % 2 ? (int8_t)(src[j] >> 4) : (int8_t)((int8_t)(src[j] << 4) >> 4);
+        cslim_int4_unpack_row(w->data, k, r, row);
         cslim_scale_bias_of(row, (int)k, cslim_tensor_f32_at(ws, r), NULL, 0, chunks, want);
         for (int ch = 0; ch < chunks; ch++) {
           float got = cslim_tensor_f32_at(sb, r * chunks + ch);
@@ -620,9 +619,10 @@ static void check_against_source(ck *c) {
     int packed = lab == CSLIM_QT_W4A8_DYNAMIC;
     if (w->numel != (packed ? n / 2 * k : n * k)) continue; /* shape errors are reported elsewhere */
     float *scale = malloc((size_t)n * sizeof(float)), *frow = malloc((size_t)k * sizeof(float));
+    int8_t *qrow = malloc((size_t)k);
     const cslim_tensor *ws = cslim_st_findf(c->st, "%s.weight_scale", lin), *dq = cslim_st_findf(c->st, "%s.deq_scale", lin),
                        *is = cslim_st_findf(c->st, "%s.input_scale", lin);
-    int ok = scale && frow;
+    int ok = scale && frow && qrow;
     for (int64_t r = 0; ok && r < n; r++) {
       if (ws && ws->numel == n) scale[r] = cslim_tensor_f32_at(ws, r);
       else if (dq && is && dq->numel == n && is->numel >= 1) {
@@ -634,15 +634,15 @@ static void check_against_source(ck *c) {
     double num = 0, den = 0;
     for (int64_t r = 0; ok && r < n; r++) {
       cslim_convert_to_f32(fw->dtype, (const char *)fw->data + (size_t)r * k * cslim_dtype_size(fw->dtype), frow, (size_t)k);
-      const int8_t *src = (const int8_t *)w->data + (size_t)(packed ? r / 2 : r) * k;
+      const int8_t *q = packed ? qrow : (const int8_t *)w->data + (size_t)r * k;
+      if (packed) cslim_int4_unpack_row(w->data, k, r, qrow);
       for (int64_t j = 0; j < k; j++) {
-        int q = packed ? (r % 2 ? (int8_t)(src[j] >> 4) : (int8_t)((int8_t)(src[j] << 4) >> 4)) : src[j];
-        double d = (double)frow[j] - (double)q * scale[r];
+        double d = (double)frow[j] - (double)q[j] * scale[r];
         num += d * d;
         den += (double)frow[j] * frow[j];
       }
     }
-    free(scale), free(frow);
+    free(scale), free(frow), free(qrow);
     if (!ok || den <= 0) continue;
     double rel = sqrt(num / den);
     if (rel > c->r->max_werr) {

@@ -160,13 +160,8 @@ cslim_status cslim_qlinear_from_checkpoint(cslim_st *st, const char *lin, cslim_
     goto fail;
   }
   const int8_t *src = w->data;
-  if (packed) { /* byte[j][c] = (q[2j+1][c] << 4) | (q[2j][c] & 0xF) */
-    for (int j = 0; j < n / 2; j++)
-      for (int c = 0; c < k; c++) {
-        int8_t b = src[(size_t)j * k + c];
-        q->wq[(size_t)(2 * j) * k + c] = (int8_t)((int8_t)(b << 4) >> 4);
-        q->wq[(size_t)(2 * j + 1) * k + c] = (int8_t)(b >> 4);
-      }
+  if (packed) {
+    for (int r = 0; r < n; r++) cslim_int4_unpack_row(src, k, r, q->wq + (size_t)r * k);
   } else {
     memcpy(q->wq, src, (size_t)n * (size_t)k);
   }

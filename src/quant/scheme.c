@@ -132,6 +132,14 @@ cslim_qtype cslim_model_quant_type(const int *count) {
   return CSLIM_QT_FLOAT;
 }
 
+void cslim_int4_unpack_row(const int8_t *packed, int64_t k, int64_t row, int8_t *out) {
+  const int8_t *src = packed + (size_t)(row / 2) * (size_t)k;
+  if (row % 2)
+    for (int64_t c = 0; c < k; c++) out[c] = (int8_t)(src[c] >> 4);
+  else
+    for (int64_t c = 0; c < k; c++) out[c] = (int8_t)((int8_t)(src[c] << 4) >> 4);
+}
+
 int64_t cslim_deq_scale_to_int64(float f) {
   int32_t b;
   memcpy(&b, &f, 4);
