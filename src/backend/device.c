@@ -1,5 +1,5 @@
 /* Device selection and the dispatch of the float GEMMs (cslim/backend.h).
- * The CUDA side lives in cuda_gemm.cu and is linked only into CUDA builds. */
+ * The CUDA side lives in cuda_gemm.cu, a module of CUDA builds loaded on demand. */
 #include "cslim/backend.h"
 
 #include <stdio.h>
@@ -7,10 +7,46 @@
 #include <string.h>
 
 #ifdef CSLIM_HAVE_CUDA
-/* cuda_gemm.cu */
-int cslim_cuda_device_count(void);
-int cslim_cuda_open(int index, char *name, size_t cap);
-int cslim_cuda_gemm_nt(const float *x, const float *w, int rows, int out, int in, float *y);
+#include <dlfcn.h>
+#include <unistd.h>
+
+/* cuda_gemm.cu, built as the module libcslim_cuda.so and loaded on the first --device cuda, so that a CPU
+ * run never maps cuBLAS ($CSLIM_CUDA_MODULE, beside the executable, the build tree, the install) */
+static int (*cuda_device_count)(void);
+static int (*cuda_open)(int index, char *name, size_t cap);
+static int (*cuda_gemm_nt)(const float *x, const float *w, int rows, int out, int in, float *y);
+
+static int load_module(char *why, size_t cap) {
+  if (cuda_gemm_nt) return 0;
+  char self[4096] = "", beside[4200] = "";
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash) *slash = '\0';
+    snprintf(beside, sizeof beside, "%s/libcslim_cuda.so", self);
+  }
+  const char *cand[] = {getenv("CSLIM_CUDA_MODULE"), beside, CSLIM_CUDA_MODULE_BUILD, CSLIM_CUDA_MODULE_INSTALL};
+  void *h = NULL;
+  for (int i = 0; i < 4 && !h; i++)
+    if (cand[i] && *cand[i] && access(cand[i], F_OK) == 0) {
+      h = dlopen(cand[i], RTLD_NOW | RTLD_LOCAL);
+      if (!h) snprintf(why, cap, "%s", dlerror());
+    }
+  if (!h) {
+    if (!why[0]) snprintf(why, cap, "libcslim_cuda.so not found (set CSLIM_CUDA_MODULE)");
+    return -1;
+  }
+  *(void **)&cuda_device_count = dlsym(h, "cslim_cuda_device_count");
+  *(void **)&cuda_open = dlsym(h, "cslim_cuda_open");
+  *(void **)&cuda_gemm_nt = dlsym(h, "cslim_cuda_gemm_nt");
+  if (!cuda_device_count || !cuda_open || !cuda_gemm_nt) {
+    snprintf(why, cap, "libcslim_cuda.so lacks its entry points");
+    cuda_gemm_nt = NULL;
+    return -1;
+  }
+  return 0;
+}
 #endif
 
 static int g_gpu = -1; /* selected GPU, or -1 */
@@ -37,11 +73,14 @@ cslim_status cslim_device_select(const char *spec) {
     return cslim_error(CSLIM_ERR_NOT_IMPLEMENTED, "--device %s: several GPUs (data-parallel calibration) are not "
                        "implemented yet; name one, e.g. cuda:0", spec);
 #ifdef CSLIM_HAVE_CUDA
-  int n = cslim_cuda_device_count();
+  char why[512] = "";
+  if (load_module(why, sizeof why))
+    return cslim_error(CSLIM_ERR_UNSUPPORTED, "--device %s: cannot load the CUDA backend: %s", spec, why);
+  int n = cuda_device_count();
   if (n <= 0) return cslim_error(CSLIM_ERR_UNSUPPORTED, "--device %s: no CUDA device is visible", spec);
   if (index >= n) return cslim_error(CSLIM_ERR_INVALID, "--device %s: only %d CUDA device(s) (0 .. %d)", spec, n, n - 1);
   char name[128] = "";
-  if (cslim_cuda_open(index, name, sizeof name))
+  if (cuda_open(index, name, sizeof name))
     return cslim_error(CSLIM_ERR_UNSUPPORTED, "--device %s: cannot initialise the device or cuBLAS", spec);
   g_gpu = index;
   snprintf(g_desc, sizeof g_desc, "cuda:%d (%s)", index, name);
@@ -59,7 +98,7 @@ int cslim_gpu_gemm_nt(const float *x, const float *w, int rows, int out, int in,
 #ifdef CSLIM_HAVE_CUDA
   /* below ~16 MFLOP the PCIe transfers cost more than the CPU's GEMM */
   if (g_gpu < 0 || (double)rows * out * in < 8e6) return 0;
-  return cslim_cuda_gemm_nt(x, w, rows, out, in, y) == 0;
+  return cuda_gemm_nt(x, w, rows, out, in, y) == 0;
 #else
   (void)x, (void)w, (void)rows, (void)out, (void)in, (void)y;
   return 0;
