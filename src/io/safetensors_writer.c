@@ -1,5 +1,8 @@
 /* safetensors writer: declared layout, streamed data, msModelSlim sharding.
  * See cslim/safetensors.h for the contract. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sync_file_range */
+#endif
 #include "cslim/safetensors.h"
 
 #include "core/strmap.h"
@@ -213,6 +216,10 @@ static int cmp_esize_desc(const void *a, const void *b, void *ctx) {
 
 static cslim_status write_all(int fd, const void *buf, size_t len, uint64_t off, const char *what) {
   const char *p = buf;
+#ifdef SYNC_FILE_RANGE_WRITE
+  const size_t len0 = len;
+  const uint64_t off0 = off;
+#endif
   while (len) {
     ssize_t k = pwrite(fd, p, len, (off_t)off);
     if (k < 0) {
@@ -223,6 +230,10 @@ static cslim_status write_all(int fd, const void *buf, size_t len, uint64_t off,
     len -= (size_t)k;
     off += (uint64_t)k;
   }
+#ifdef SYNC_FILE_RANGE_WRITE
+  /* start the write-back of large tensors now, so that the final fsync finds little left */
+  if (len0 >= ((size_t)1 << 20)) (void)sync_file_range(fd, (off_t)off0, (off_t)len0, SYNC_FILE_RANGE_WRITE);
+#endif
   return CSLIM_OK;
 }
 
