@@ -59,6 +59,11 @@ expect_rc 1 "--device cuda:0,1"
 expect_err "several GPUs" "--device cuda:0,1"
 run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device tpu
 expect_err "cpu, cuda or cuda:N" "--device tpu"
+run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --gpu_gemm bf16
+expect_rc 2 "--gpu_gemm without a GPU"
+expect_err "--gpu_gemm needs --device cuda" "--gpu_gemm without a GPU"
+run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --gpu_gemm fp16
+expect_err "--gpu_gemm fp16: fp32, tf32 or bf16" "--gpu_gemm fp16"
 
 # convert / check on a directory that is not a checkpoint: one line naming it
 run "$CSLIM" convert --model_path "$TMP/none" --save_path "$TMP/conv-out" --target vllm-ascend

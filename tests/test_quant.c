@@ -9,6 +9,7 @@
 #include "cslim/eval.h"
 #include "cslim/quant.h"
 #include "cslim/tokenizer.h"
+#include "export/exporter.h"
 #include "quant/weight_kernels.h"
 
 #include <cjson/cJSON.h>
@@ -43,6 +44,33 @@ static void test_qparams(void **s) {
   memcpy(&bits, &f, 4);
   assert_int_equal(v, (int64_t)bits);
   assert_true(cslim_deq_scale_from_int64(v) == f);
+  /* quant_bias = round(b / deq - o * sum(Wq)), from the codes or from their sum (the GPU quantizer's) */
+  int8_t row[3] = {5, -2, 7};
+  assert_int_equal(cslim_quant_bias_of(row, 3, -3.0f, 0.0f, 0.25f), 30);
+  assert_int_equal(cslim_quant_bias_from_sum(10, -3.0f, 0.5f, 0.25f), 32);
+  uint64_t st = 7;
+  for (int t = 0; t < 200; t++) {
+    int8_t r[64];
+    int64_t sum = 0;
+    for (int j = 0; j < 64; j++) {
+      st = st * 6364136223846793005ull + 1442695040888963407ull;
+      r[j] = (int8_t)(st >> 56);
+      sum += r[j];
+    }
+    float off = (float)((int)(st >> 40 & 255) - 128), bias = t % 3 ? (float)(st >> 20 & 1023) / 97.0f : 0.0f;
+    float deq = 1e-4f * (float)(1 + (st >> 8 & 255));
+    assert_int_equal(cslim_quant_bias_of(r, 64, off, bias, deq), cslim_quant_bias_from_sum(sum, off, bias, deq));
+  }
+  /* borrowed codes (the GPU engine's page-locked buffers) are not freed with the rest */
+  int8_t mine[4] = {1, 2, 3, 4};
+  cslim_wq w = {0};
+  w.q = mine;
+  w.q_borrowed = 1;
+  w.scale = malloc(4 * sizeof(float));
+  w.rowsum = malloc(4 * sizeof(int64_t));
+  cslim_wq_free(&w); /* free() of a stack array would abort */
+  assert_null(w.q);
+  assert_int_equal(mine[3], 4);
 }
 
 /* ---- observers ------------------------------------------------------------------------- */

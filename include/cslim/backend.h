@@ -10,6 +10,10 @@
 extern "C" {
 #endif
 
+/* Precision of the float GEMMs on a GPU (--gpu_gemm): float32 (the default: the CPU's numbers up to
+ * summation order), TF32 tensor cores, or bf16 inputs; all accumulate in float32. */
+typedef enum cslim_gemm_precision { CSLIM_GEMM_FP32 = 0, CSLIM_GEMM_TF32 = 1, CSLIM_GEMM_BF16 = 2 } cslim_gemm_precision;
+
 /* 1 when this build has the CUDA backend. */
 int cslim_cuda_built(void);
 /* "cpu", "cuda", "cuda:N" (one GPU). Errors name the flag value: a build without CUDA, no such device. */

@@ -57,6 +57,8 @@ typedef struct cslim_wq {
   double err_sq;   /* sum (W - Ŵ)^2 */
   double w_sq;     /* sum W^2 */
   int64_t n_wide;  /* W8A8S: codes outside [-8, 7] (the protected outliers) */
+  int64_t *rowsum; /* [n] sums of each row's codes, or NULL (computed where needed) */
+  int q_borrowed;  /* q belongs to someone else (the GPU engine's pinned buffers): not freed here */
 } cslim_wq;
 
 /* W8A8S: low-bit sparse weights with int8 outliers (spec §3.15). */
@@ -170,6 +172,7 @@ typedef struct cslim_quant_params {
   cslim_dtype save_dtype;   /* --quant_type float: dtype of the written tensors (default: the model's) */
   int save_dtype_set;
   cslim_sparse_params sparse; /* W8A8S weights */
+  int gpu_gemm;             /* cslim_gemm_precision of the float GEMMs with --device cuda (default float32) */
 } cslim_quant_params;
 
 void cslim_quant_params_default(cslim_quant_params *p);
@@ -185,6 +188,9 @@ typedef struct cslim_quant_layer_stats {
 
 typedef struct cslim_quant_report {
   double seconds, t_read, t_forward, t_stats, t_write, t_verify, t_transform;
+  int on_gpu;               /* the decoder layers ran whole on the GPU */
+  uint64_t gpu_peak_bytes;  /* device memory held at most */
+  char gpu_note[256];       /* why they did not, when a GPU was selected */
   uint64_t peak_rss, bytes_read, bytes_written;
   int calib_tokens, calib_samples;
   cslim_qtype model_quant_type;

@@ -1,6 +1,7 @@
 /* Device selection and the dispatch of the float GEMMs (cslim/backend.h).
  * The CUDA side lives in cuda_gemm.cu, a module of CUDA builds loaded on demand. */
 #include "cslim/backend.h"
+#include "backend/gpu_layer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 static int (*cuda_device_count)(void);
 static int (*cuda_open)(int index, char *name, size_t cap);
 static int (*cuda_gemm_nt)(const float *x, const float *w, int rows, int out, int in, float *y);
+static const cslim_gpu_layer_api *cuda_layer;
 
 static int load_module(char *why, size_t cap) {
   if (cuda_gemm_nt) return 0;
@@ -40,7 +42,11 @@ static int load_module(char *why, size_t cap) {
   *(void **)&cuda_device_count = dlsym(h, "cslim_cuda_device_count");
   *(void **)&cuda_open = dlsym(h, "cslim_cuda_open");
   *(void **)&cuda_gemm_nt = dlsym(h, "cslim_cuda_gemm_nt");
-  if (!cuda_device_count || !cuda_open || !cuda_gemm_nt) {
+  const cslim_gpu_layer_api *(*layer_api)(void) = NULL;
+  *(void **)&layer_api = dlsym(h, "cslim_cuda_layer_api");
+  if (layer_api) cuda_layer = layer_api();
+  if (cuda_layer && cuda_layer->version != CSLIM_GPU_LAYER_API) cuda_layer = NULL;
+  if (!cuda_device_count || !cuda_open || !cuda_gemm_nt || !cuda_layer) {
     snprintf(why, cap, "libcslim_cuda.so lacks its entry points");
     cuda_gemm_nt = NULL;
     return -1;
@@ -102,5 +108,13 @@ int cslim_gpu_gemm_nt(const float *x, const float *w, int rows, int out, int in,
 #else
   (void)x, (void)w, (void)rows, (void)out, (void)in, (void)y;
   return 0;
+#endif
+}
+
+const cslim_gpu_layer_api *cslim_gpu_layer_engine(void) {
+#ifdef CSLIM_HAVE_CUDA
+  return g_gpu >= 0 ? cuda_layer : NULL;
+#else
+  return NULL;
 #endif
 }

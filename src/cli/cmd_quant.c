@@ -58,7 +58,14 @@ static void print_report(const cslim_quant_params *p, const cslim_quant_report *
   if (p->anti_method || p->rot)
     printf("  transforms: %s%s%s (%.2f s)\n", p->rot ? "QuaRot" : "", p->rot && p->anti_method ? " + " : "",
            p->anti_method ? cslim_anti_method_name(p->anti_method) : "", r->t_transform);
-  printf("  device: %s\n", cslim_device_describe());
+  if (r->on_gpu)
+    printf("  device: %s, decoder layers on the GPU (%s GEMMs, %.2f GB of device memory at most)\n",
+           cslim_device_describe(), p->gpu_gemm == CSLIM_GEMM_BF16 ? "bf16" : p->gpu_gemm == CSLIM_GEMM_TF32 ? "tf32" : "fp32",
+           (double)r->gpu_peak_bytes / 1e9);
+  else if (r->gpu_note[0])
+    printf("  device: %s, float GEMMs only (%s)\n", cslim_device_describe(), r->gpu_note);
+  else
+    printf("  device: %s\n", cslim_device_describe());
   printf("  time %.2f s (read %.2f, forward %.2f, statistics %.2f, write %.2f, check %.2f); peak RSS %.0f MB; "
          "read %.1f MB, wrote %.1f MB\n",
          r->seconds, r->t_read, r->t_forward, r->t_stats, r->t_write, r->t_verify, (double)r->peak_rss / 1e6,
@@ -189,7 +196,7 @@ int cli_quant_run(const cslim_quant_params *p) {
 /* The flags a recipe run takes; the recipe decides everything else. */
 static int recipe_flag(const char *name) {
   static const char *ok[] = {"model_path", "save_path", "model_type", "quant_type", "config_path", "tag", "yes",
-                             "trust_remote_code", "device", "calib_data", "calib_samples", "calib_seq_len", "holdout",
+                             "trust_remote_code", "device", "gpu_gemm", "calib_data", "calib_samples", "calib_seq_len", "holdout",
                              "overwrite", "expert_min_tokens", "save_dtype", "target", "soc", NULL};
   for (int i = 0; ok[i]; i++)
     if (!strcmp(ok[i], name)) return 1;
@@ -266,7 +273,7 @@ out:
 int cmd_quant(int argc, char **argv) {
   cslim_quant_params p;
   cslim_quant_params_default(&p);
-  const char *quant_type = NULL, *w_method = NULL, *mix_cfg = NULL, *device = "cpu";
+  const char *quant_type = NULL, *w_method = NULL, *mix_cfg = NULL, *device = "cpu", *gpu_gemm = NULL;
   const char *anti_method = NULL, *rot_mode = "hadamard", *save_dtype = NULL;
   const char *model_type = NULL, *config_path = NULL, *target = NULL;
   int rot_seed = 1234, yes = 0, trust_remote_code = 0, w_bit = 0, a_bit = 0, is_lowbit = 0, co_sparse = 0;
@@ -339,8 +346,10 @@ int cmd_quant(int argc, char **argv) {
       {"save_dtype", CLI_STR, &save_dtype, "T", "dtype of the float tensors written: bfloat16, float16 or float32 "
        "(default: the model's; config.json follows)", 0, 0},
       {"overwrite", CLI_BOOL, &p.overwrite, NULL, "replace a non-empty save_path", 0, 0},
-      {"device", CLI_STR, &device, "DEV", "cpu (default), cuda or cuda:N: the calibration forward's GEMMs on that GPU "
-       "(CUDA builds)", 0, 0},
+      {"device", CLI_STR, &device, "DEV", "cpu (default), cuda or cuda:N (CUDA builds): dense layers calibrate whole on "
+       "that GPU; other runs put their float GEMMs there (docs/performance.md)", 0, 0},
+      {"gpu_gemm", CLI_STR, &gpu_gemm, "P", "float GEMMs on the GPU: fp32 (default; the CPU's results up to summation "
+       "order), tf32 or bf16 (tensor cores, float32 accumulation; faster, activation ranges move ~1 %)", 0, 0},
       CLI_END,
   };
   cli_command cmd = {
@@ -371,6 +380,13 @@ int cmd_quant(int argc, char **argv) {
   if (target && cli_parse_target(&cmd, target, &g_target)) return CLI_EXIT_USAGE;
   if (g_soc != 310 && g_soc != 910) return cli_usage_error(&cmd, "--soc %d: 310 or 910", g_soc);
   if (cslim_device_select(device)) return cli_fail();
+  if (gpu_gemm) {
+    if (!strcmp(gpu_gemm, "fp32")) p.gpu_gemm = CSLIM_GEMM_FP32;
+    else if (!strcmp(gpu_gemm, "tf32")) p.gpu_gemm = CSLIM_GEMM_TF32;
+    else if (!strcmp(gpu_gemm, "bf16")) p.gpu_gemm = CSLIM_GEMM_BF16;
+    else return cli_usage_error(&cmd, "--gpu_gemm %s: fp32, tf32 or bf16", gpu_gemm);
+    if (!cslim_device_is_gpu()) return cli_usage_error(&cmd, "--gpu_gemm needs --device cuda");
+  }
   if (save_dtype) {
     if (!strcmp(save_dtype, "bfloat16") || !strcmp(save_dtype, "bf16"))
       p.save_dtype = CSLIM_BF16;

@@ -33,6 +33,7 @@ typedef struct cslim_qresult {
   int group_size;
   float in_scale, in_offset;/* static / pdmix */
   const float *bias;        /* float bias [n] or NULL */
+  const int64_t *rowsum;    /* [n] sums of each row's codes, or NULL */
 } cslim_qresult;
 
 typedef struct cslim_exporter cslim_exporter;
@@ -78,6 +79,8 @@ float cslim_deq_scale_at(const cslim_tensor *t, int64_t i);
 /* The deq_scale / quant_bias / scale_bias definitions, shared with the checker. */
 float cslim_deq_scale_of(float in_scale, float wscale);
 int32_t cslim_quant_bias_of(const int8_t *qrow, int k, float in_offset, float bias, float deq);
+/* The same from the sum of the row's codes. */
+int32_t cslim_quant_bias_from_sum(int64_t code_sum, float in_offset, float bias, float deq);
 void cslim_scale_bias_of(const int8_t *qrow, int k, float wscale, const float *wscale2, int group_size, int chunks,
                          float *out);
 

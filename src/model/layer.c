@@ -157,7 +157,7 @@ cslim_status cslim_linear_setup(cslim_model *m, cslim_linear *l, const char *mod
     cslim_status rc = cslim_load_vector(m, name, out, &l->b);
     if (rc) return rc;
   }
-  return cslim_linear_materialize(m, l);
+  return m->defer_linears ? CSLIM_OK : cslim_linear_materialize(m, l);
 }
 
 static cslim_status setup_linear(cslim_model *m, cslim_linear *l, int layer, const char *what, int out, int in,

@@ -23,6 +23,7 @@ struct cslim_model {
    * quantizer's transforms rotate and rescale them there) */
   cslim_status (*on_convert)(void *ctx, cslim_linear *l);
   void *on_convert_ctx;
+  int defer_linears; /* cslim_layer_load leaves dense Linears unconverted (the GPU engine reads their bytes) */
   /* layer cache (generation) */
   uint64_t cache_budget, cache_used;
   cslim_layer **cache;   /* [num_layers] */

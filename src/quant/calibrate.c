@@ -15,6 +15,7 @@
  * The layer's tensors are then written and its memory released. */
 #include "cslim/quant.h"
 
+#include "cslim/backend.h"
 #include "cslim/dataset.h"
 #include "cslim/inspect.h"
 #include "cslim/staging.h"
@@ -24,10 +25,12 @@
 #include "cslim/vision.h"
 #include "export/exporter.h"
 #include "model/model_internal.h"
+#include "quant/gpu_calib.h"
 #include "quant/verify.h"
 #include "quant/xform.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +72,7 @@ typedef struct qctx {
   cslim_status err;
   cslim_xform *x;   /* rotation / smoothing, or NULL */
   cslim_acts *anti; /* the smoothing statistics set, when separate from the calibration set */
+  int gpu;          /* the layers run whole on the GPU (quant/gpu_calib.h) */
 } qctx;
 
 /* ---- groups and slots -------------------------------------------------------------------- */
@@ -112,13 +116,15 @@ static cslim_status quantize_weights(qctx *c, lin_q *q) {
   cslim_linear *l = q->lin;
   const cslim_scheme *sc = cslim_scheme_get(q->type);
   cslim_status rc;
-  if (!l->w) return cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", l->name);
+  if (!l->w && !c->gpu) return cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", l->name);
   if (q->type == CSLIM_QT_W8A8S)
     rc = cslim_wq_sparse(l->w, l->out, l->in, &c->p->sparse, &q->wq);
   else if (sc->w_bits == 4 && c->p->group_size > 0)
     rc = cslim_wq_group(l->w, l->out, l->in, c->p->group_size, &q->wq);
   else if (cslim_quant_plan_wmethod(c->p, l->name, q->type) == CSLIM_WM_SSZ)
     rc = cslim_wq_ssz(l->w, l->out, l->in, sc->w_bits, 50, &q->wq);
+  else if (c->gpu) /* min-max on the GPU, from the weights already there */
+    rc = cslim_gpu_calib_quantize_weight(l, sc->w_bits, &q->wq);
   else
     rc = cslim_wq_minmax(l->w, l->out, l->in, sc->w_bits, &q->wq);
   if (rc) return cslim_error_context("%s.weight", l->name);
@@ -289,7 +295,8 @@ static cslim_status rt_build(qctx *c, lin_q *q) {
     if (!r->deq || !r->qbias) goto oom;
     for (int o = 0; o < n; o++) {
       r->deq[o] = cslim_deq_scale_of(q->in_scale, q->wq.scale[o]);
-      r->qbias[o] = cslim_quant_bias_of(q->wq.q + (size_t)o * k, k, q->in_offset, l->b ? l->b[o] : 0.0f, r->deq[o]);
+      r->qbias[o] = q->wq.rowsum ? cslim_quant_bias_from_sum(q->wq.rowsum[o], q->in_offset, l->b ? l->b[o] : 0.0f, r->deq[o])
+                                 : cslim_quant_bias_of(q->wq.q + (size_t)o * k, k, q->in_offset, l->b ? l->b[o] : 0.0f, r->deq[o]);
     }
   }
   q->rt = r;
@@ -304,6 +311,19 @@ oom:
 /* the float passes observe; they must not change the activations */
 static cslim_status run_float_pass(qctx *c, cslim_acts *a, int pass) {
   c->pass = pass;
+  if (c->gpu) {
+    cslim_observer *obs[4] = {&c->g[0].obs, &c->g[1].obs, &c->g[2].obs, &c->g[3].obs};
+    cslim_status rc = cslim_gpu_calib_observe(c->layer, pass == PASS_HIST, obs);
+    for (int s = 0; s < c->n_slots && !rc && pass == PASS_STATS; s++) { /* what the hooks do on the CPU */
+      lin_q *q = &c->lq[s];
+      if (q->lin && q->type != CSLIM_QT_FLOAT && !q->wq_done) {
+        double t1 = cslim_now();
+        rc = quantize_weights(c, q);
+        c->t_hooks += cslim_now() - t1;
+      }
+    }
+    return rc;
+  }
   cslim_hooks h = {c, on_input, on_routing};
   return cslim_layer_observe(c->m, c->layer, a, &h);
 }
@@ -409,6 +429,7 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
       cslim_qparams_asym(mn, mx, 8, &q->in_scale, &q->in_offset);
     }
     if ((rc = rt_build(c, q))) return rc;
+    if (c->gpu && (rc = cslim_gpu_calib_set_kernel(q->lin, q->rt))) return rc;
     q->lin->forward = cslim_qlinear_forward;
     q->lin->impl = q->rt;
     q->lin->impl_free = NULL; /* owned here */
@@ -429,14 +450,71 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
   sum_weight_stats(c, out->st);
   /* pass 3: the quantized layer; its output feeds the next layer */
   t0 = cslim_now();
-  rc = cslim_layer_forward(c->m, l, a, NULL, NULL);
+  rc = c->gpu ? cslim_gpu_calib_run_quantized(l) : cslim_layer_forward(c->m, l, a, NULL, NULL);
   if (!rc && c->anti) rc = cslim_layer_forward(c->m, l, c->anti, NULL, NULL); /* the smoothing set follows */
   rep->t_forward += cslim_now() - t0;
-  if (rc) return rc;
+  if (rc || c->gpu) return rc; /* on the GPU, a writer thread writes the layer (export_async) */
   t0 = cslim_now();
   rc = export_layer(c, ex);
   rep->t_write += cslim_now() - t0;
   return rc;
+}
+
+/* ---- writing a layer while the next one calibrates (GPU runs) ------------------------------------------- */
+
+static void layer_cleanup(qctx *c);
+
+typedef struct export_job {
+  qctx c; /* the layer's state, handed over: layer, slots, observers */
+  cslim_exporter *ex;
+  pthread_t th;
+  int running;
+  cslim_status rc;
+  char msg[512];
+  double seconds;
+} export_job;
+
+static void *export_main(void *arg) {
+  export_job *j = arg;
+  double t0 = cslim_now();
+  j->rc = export_layer(&j->c, j->ex);
+  if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", cslim_errmsg());
+  j->seconds = cslim_now() - t0;
+  return NULL;
+}
+
+/* Wait for the job in flight and release its layer; its error, if any, becomes ours. */
+static cslim_status export_wait(export_job *j, cslim_quant_report *rep) {
+  if (!j->running) return CSLIM_OK;
+  double t0 = cslim_now();
+  pthread_join(j->th, NULL);
+  j->running = 0;
+  rep->t_write += cslim_now() - t0; /* only what the calibration waited for */
+  layer_cleanup(&j->c);
+  cslim_layer_free(j->c.m, j->c.layer);
+  j->c.layer = NULL;
+  return j->rc ? cslim_error(j->rc, "%s", j->msg) : CSLIM_OK;
+}
+
+/* Hand the calibrated layer in c to a writer thread (after the previous one is done). */
+static cslim_status export_async(qctx *c, export_job *j, cslim_exporter *ex, cslim_quant_report *rep) {
+  cslim_status rc = export_wait(j, rep);
+  if (rc) return rc;
+  j->c = *c;
+  j->ex = ex;
+  j->rc = CSLIM_OK;
+  c->lq = NULL; /* now the job's */
+  c->g = NULL;
+  c->tokens = NULL;
+  c->moe_in = NULL;
+  c->n_slots = c->n_groups = 0;
+  c->layer = NULL;
+  if (pthread_create(&j->th, NULL, export_main, j)) { /* no thread: write it here */
+    j->rc = export_layer(&j->c, ex);
+    if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", cslim_errmsg());
+  }
+  j->running = 1;
+  return CSLIM_OK;
 }
 
 /* Without calibration data (weight-only and dynamic schemes): no forward at
@@ -540,7 +618,7 @@ static cslim_status export_layer(qctx *c, cslim_exporter *ex) {
       continue;
     }
     cslim_qresult r = {q->type, q->lin->out, q->lin->in, q->wq.q, q->wq.scale, q->wq.scale2, q->wq.group_size,
-                       q->in_scale, q->in_offset, q->lin->b};
+                       q->in_scale, q->in_offset, q->lin->b, q->wq.rowsum};
     rc = cslim_exporter_put_linear(ex, q->lin->name, &r);
   }
   return rc;
@@ -674,7 +752,7 @@ static cslim_status quantize_vision_linears(qctx *c, vis_lin *L, int n, const cs
     }
     if (!rc) {
       cslim_qresult r = {q.type, lin.out, lin.in, q.wq.q, q.wq.scale, q.wq.scale2, q.wq.group_size,
-                         q.in_scale, q.in_offset, lin.b};
+                         q.in_scale, q.in_offset, lin.b, NULL};
       double t1 = cslim_now();
       rc = cslim_exporter_put_linear(ex, L[i].name, &r);
       rep->t_write += cslim_now() - t1;
@@ -789,6 +867,35 @@ static cslim_status write_outer(cslim_model *m, cslim_xform *xf, const vis_lin *
   if (!rc && !done) rc = cslim_exporter_put_tensor(ex, "lm_head.weight", st, m->lm_head);
   cslim_st_release(st, m->lm_head);
   return rc;
+}
+
+/* write_outer on a thread of its own (GPU runs: the copy of the embedding and lm_head overlaps the layers) */
+typedef struct outer_job {
+  cslim_model *m;
+  cslim_xform *xf;
+  const vis_lin *VLs;
+  int nvl;
+  cslim_exporter *ex;
+  pthread_t th;
+  int running;
+  cslim_status rc;
+  char msg[512];
+} outer_job;
+
+static void *outer_main(void *arg) {
+  outer_job *j = arg;
+  j->rc = write_outer(j->m, j->xf, j->VLs, j->nvl, j->ex);
+  if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", cslim_errmsg());
+  return NULL;
+}
+
+static cslim_status outer_wait(outer_job *j, cslim_quant_report *rep) {
+  if (!j->running) return CSLIM_OK;
+  double t0 = cslim_now();
+  pthread_join(j->th, NULL);
+  j->running = 0;
+  rep->t_write += cslim_now() - t0;
+  return j->rc ? cslim_error(j->rc, "%s", j->msg) : CSLIM_OK;
 }
 
 /* ---- calibration data ------------------------------------------------------------------------------------- */
@@ -991,7 +1098,10 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     rep->calib_samples = cal.n;
     if (!rep->layers || !rep->expert_tokens || !rep->expert_fallback) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   }
-  if (!rc) {
+  outer_job outer = {m, xf, VLs, nvl, ex, 0, 0, CSLIM_OK, ""};
+  if (!rc && cslim_device_is_gpu() && !xf && pthread_create(&outer.th, NULL, outer_main, &outer) == 0) {
+    outer.running = 1;
+  } else if (!rc) {
     double t0 = cslim_now();
     rc = write_outer(m, xf, VLs, nvl, ex);
     rep->t_write += cslim_now() - t0;
@@ -1005,6 +1115,19 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   c.t = t;
   c.x = xf;
   c.anti = anti;
+  if (!rc && ds && cslim_device_is_gpu()) { /* the whole layer on the GPU, when it can take the run */
+    const char *why = cslim_gpu_calib_unsupported(m, p, xf != NULL, anti != NULL, a);
+    if (why) {
+      snprintf(rep->gpu_note, sizeof rep->gpu_note, "%s", why);
+      CSLIM_INFO("%s: float GEMMs only on the GPU (%s)", cslim_device_describe(), why);
+    } else {
+      double t0 = cslim_now();
+      rc = cslim_gpu_calib_begin(m, p, a);
+      rep->t_forward += cslim_now() - t0;
+      c.gpu = rep->on_gpu = !rc;
+    }
+  }
+  export_job job = {0};
   cslim_progress prog;
   int prog_on = !rc;
   if (prog_on) cslim_progress_begin(&prog, "quantizing layers", (uint64_t)t->num_layers);
@@ -1015,15 +1138,17 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     }
     double t0 = cslim_now();
     if ((rc = cslim_layer_load(m, l, &c.layer))) break;
+    if (!rc && c.gpu) rc = cslim_gpu_calib_upload(m, c.layer, l + 1 < t->num_layers ? l + 1 : -1);
     rep->t_read += cslim_now() - t0;
     t0 = cslim_now();
-    rc = cslim_xform_layer(xf, c.layer, anti ? anti : a);
+    if (!rc) rc = cslim_xform_layer(xf, c.layer, anti ? anti : a);
     rep->t_transform += cslim_now() - t0;
     int E = t->num_experts;
     layer_out lo = {&rep->layers[l], rep->expert_tokens + (size_t)l * (size_t)(E ? E : 1),
                     rep->expert_fallback + (size_t)l * (size_t)(E ? E : 1)};
     if (!rc) rc = ds ? calibrate_layer(&c, a, ex, &lo, rep) : quantize_layer_data_free(&c, ex, &lo, rep);
     if (!rc && !ds && anti) rc = cslim_layer_forward(m, c.layer, anti, NULL, NULL); /* float: nothing quantized ran */
+    if (!rc && c.gpu) rc = export_async(&c, &job, ex, rep);
     layer_cleanup(&c);
     cslim_xform_layer_done(xf);
     cslim_layer_free(m, c.layer);
@@ -1031,7 +1156,15 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     rep->layers[l].seconds = cslim_now() - t0;
     cslim_progress_advance(&prog, 1);
   }
+  cslim_status wrc = export_wait(&job, rep);
+  if (!rc) rc = wrc;
+  wrc = outer_wait(&outer, rep);
+  if (!rc) rc = wrc;
   if (prog_on) cslim_progress_end(&prog);
+  if (c.gpu) {
+    cslim_gpu_calib_end(m);
+    rep->gpu_peak_bytes = cslim_gpu_calib_peak_memory();
+  }
   if (!rc) rc = quantize_vision_linears(&c, VLs, nvl, &cal.vin, ex, rep);
   if (!rc) rc = cslim_xform_export_rotation(xf, ex);
   if (!rc) {

@@ -11,9 +11,10 @@
 #include <string.h>
 
 void cslim_wq_free(cslim_wq *q) {
-  free(q->q);
+  if (!q->q_borrowed) free(q->q);
   free(q->scale);
   free(q->scale2);
+  free(q->rowsum);
   memset(q, 0, sizeof *q);
 }
 

@@ -1,0 +1,841 @@
+// The GPU layer engine (gpu_layer.h): a dense Qwen3 decoder layer, its
+// observers, its weight quantizer and the serving engines' integer kernels,
+// with the residual stream resident on the GPU.
+//
+// Arithmetic follows the CPU path operation for operation (the module is
+// built with --fmad=false, so no multiply-add is contracted, as the C code is
+// built with -ffp-contract=off): RMSNorm with a double sum of squares, RoPE
+// from the CPU's tables, softmax in float32, activations quantized with
+// round-half-even and the runtime's reciprocal, int8 x int8 -> int32 GEMMs
+// (exact), dequantization and the rounding to the served dtype as
+// cslim_qlinear_forward does them. Only summation orders differ (cuBLAS vs
+// OpenBLAS, parallel reductions). Built only with -DCSLIM_CUDA=ON.
+#include "gpu_layer.h"
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---- errors and buffers ----------------------------------------------------------------------
+
+static char g_err[512];
+
+static int fail(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g_err, sizeof g_err, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+#define CK(x)                                                                                 \
+  do {                                                                                        \
+    cudaError_t e_ = (x);                                                                     \
+    if (e_ != cudaSuccess) return fail("%s (%s:%d)", cudaGetErrorString(e_), __FILE__, __LINE__); \
+  } while (0)
+#define CB(x)                                                                                 \
+  do {                                                                                        \
+    cublasStatus_t s_ = (x);                                                                  \
+    if (s_ != CUBLAS_STATUS_SUCCESS) return fail("cuBLAS status %d (%s:%d)", (int)s_, __FILE__, __LINE__); \
+  } while (0)
+#define TRY(x)            \
+  do {                    \
+    if ((x)) return -1;   \
+  } while (0)
+
+static size_t g_mem_now, g_mem_peak;
+
+typedef struct buf {
+  void *p;
+  size_t cap;
+} buf;
+
+// at least `bytes` (contents not kept)
+static int grow(buf *b, size_t bytes) {
+  if (bytes <= b->cap) return 0;
+  if (b->p) {
+    cudaFree(b->p);
+    g_mem_now -= b->cap;
+  }
+  b->p = NULL;
+  b->cap = 0;
+  bytes = (bytes + 255) & ~(size_t)255;
+  if (cudaMalloc(&b->p, bytes) != cudaSuccess)
+    return fail("out of GPU memory (%.1f MB more, %.1f MB held)", bytes / 1e6, g_mem_now / 1e6);
+  b->cap = bytes;
+  g_mem_now += bytes;
+  if (g_mem_now > g_mem_peak) g_mem_peak = g_mem_now;
+  return 0;
+}
+
+static void drop(buf *b) {
+  if (b->p) {
+    cudaFree(b->p);
+    g_mem_now -= b->cap;
+  }
+  b->p = NULL;
+  b->cap = 0;
+}
+
+#define F(b) ((float *)(b).p)
+
+// ---- state ---------------------------------------------------------------------------------------
+
+typedef struct slot {
+  int out, in, dtype, has_bias, loaded;
+  buf w;      // the checkpoint's bytes
+  buf wf;     // float32 weights (fp32 / tf32 GEMMs; W8A16: the dequantized weights)
+  buf wb;     // bf16 weights (bf16 GEMMs, when the checkpoint is not bf16)
+  buf bias;   // [out]
+  buf q;      // int8 codes
+  buf deq, qbias, wscale;
+  cslim_gpu_qlin p;
+  int fresh;  // weights changed since wf / wb were made
+} slot;
+
+typedef struct stats_dev {
+  float mn, mx;
+  double sum, sumsq;
+} stats_dev;
+
+static struct {
+  int on;
+  cslim_gpu_dims d;
+  cublasHandle_t blas;
+  cudaStream_t st;
+  int total, n_seqs, *seq_start; // host
+  int R;                         // rows per group (whole sequences)
+  buf h, cos_t, sin_t;
+  buf hs, xn, q, k, v, ctx, o, g, u, S, xq, acc, rs, xb;
+  buf norm[6]; // input w, input b, post w, post b, q_norm, k_norm
+  int has_norm_b[2];
+  slot s[CSLIM_GPU_SLOTS];
+  buf stats, hist, tmp;
+} G;
+
+// ---- kernels --------------------------------------------------------------------------------------
+
+__device__ __forceinline__ float load_w(const void *w, int dtype, size_t i) {
+  if (dtype == CSLIM_GPU_BF16) return __bfloat162float(((const __nv_bfloat16 *)w)[i]);
+  if (dtype == CSLIM_GPU_F16) return __half2float(((const __half *)w)[i]);
+  return ((const float *)w)[i];
+}
+
+__device__ __forceinline__ float round_serve(float v, int serve) {
+  if (serve == CSLIM_GPU_BF16) return __bfloat162float(__float2bfloat16_rn(v));
+  if (serve == CSLIM_GPU_F16) return __half2float(__float2half_rn(v));
+  return v;
+}
+
+__global__ void k_to_f32(const void *w, int dtype, size_t n, float *y) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    y[i] = load_w(w, dtype, i);
+}
+
+__global__ void k_to_bf16(const void *w, int dtype, size_t n, __nv_bfloat16 *y) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    y[i] = __float2bfloat16_rn(load_w(w, dtype, i));
+}
+
+// block-wide reductions (blockDim.x a multiple of 32, at most 1024)
+template <typename T, typename Op> __device__ T block_reduce(T v, Op op, T *sh, T identity) {
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, o));
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  __syncthreads();
+  if (lane == 0) sh[w] = v;
+  __syncthreads();
+  if (w == 0) {
+    v = lane < nw ? sh[lane] : identity;
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, o));
+    if (lane == 0) sh[0] = v;
+  }
+  __syncthreads();
+  T r = sh[0];
+  __syncthreads();
+  return r;
+}
+
+struct op_add_d { __device__ double operator()(double a, double b) const { return a + b; } };
+struct op_add_f { __device__ float operator()(float a, float b) const { return a + b; } };
+struct op_add_l { __device__ long long operator()(long long a, long long b) const { return a + b; } };
+struct op_max_f { __device__ float operator()(float a, float b) const { return b > a ? b : a; } };
+struct op_min_f { __device__ float operator()(float a, float b) const { return b < a ? b : a; } };
+struct op_or_i { __device__ int operator()(int a, int b) const { return a | b; } };
+
+// y = w * (x * rsqrt-like inv) per row, inv = 1 / sqrtf((float)(sum x^2 / n) + eps); then + b
+__global__ void k_rmsnorm(const float *x, int n, const float *w, const float *b, float eps, float *y) {
+  __shared__ double shd[32];
+  const float *xr = x + (size_t)blockIdx.x * n;
+  float *yr = y + (size_t)blockIdx.x * n;
+  double ss = 0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)xr[i] * (double)xr[i];
+  ss = block_reduce(ss, op_add_d(), shd, 0.0);
+  float var = (float)(ss / n);
+  float inv = 1.0f / sqrtf(var + eps);
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    float v = w[i] * (xr[i] * inv);
+    if (b) v += b[i];
+    yr[i] = v;
+  }
+}
+
+// x' = x cos + rotate_half(x) sin over rows [rows, n_heads, D]; tables [rows, D/2]
+__global__ void k_rope(float *x, int rows, int n_heads, int D, const float *cos_t, const float *sin_t) {
+  int half = D / 2;
+  size_t n = (size_t)rows * n_heads * half;
+  for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
+    int i = (int)(t % half);
+    size_t rh = t / half;
+    size_t r = rh / n_heads;
+    float *v = x + rh * D;
+    float c = cos_t[r * half + i], s = sin_t[r * half + i];
+    float a = v[i], b2 = v[i + half];
+    v[i] = a * c + (-b2) * s;
+    v[i + half] = b2 * c + a * s;
+  }
+}
+
+// causal softmax over rows of S: block per row; row r of head-major [nh][m][kn], query i = r % m sees i0 + i + 1 keys
+__global__ void k_softmax(float *S, int m, int kn, int i0) {
+  __shared__ float shf[32];
+  int i = blockIdx.x % m;
+  float *row = S + (size_t)blockIdx.x * kn;
+  int valid = i0 + i + 1;
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < valid; j += blockDim.x) mx = row[j] > mx ? row[j] : mx;
+  mx = block_reduce(mx, op_max_f(), shf, -INFINITY);
+  float sum = 0;
+  for (int j = threadIdx.x; j < valid; j += blockDim.x) {
+    float e = expf(row[j] - mx);
+    row[j] = e;
+    sum += e;
+  }
+  sum = block_reduce(sum, op_add_f(), shf, 0.0f);
+  for (int j = threadIdx.x; j < kn; j += blockDim.x) row[j] = j < valid ? row[j] / sum : 0.0f;
+}
+
+__global__ void k_silu_mul(float *g, const float *u, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    float z = g[i];
+    g[i] = (z / (1.0f + expf(-z))) * u[i];
+  }
+}
+
+__global__ void k_add(float *a, const float *b, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) a[i] += b[i];
+}
+
+__global__ void k_add_bias(float *y, int rows, int n, const float *b) {
+  size_t total = (size_t)rows * n;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
+    y[i] += b[i % n];
+}
+
+__device__ void atomic_min_f(float *a, float v) {
+  int *p = (int *)a, old = *p;
+  while (v < __int_as_float(old)) {
+    int prev = atomicCAS(p, old, __float_as_int(v));
+    if (prev == old) break;
+    old = prev;
+  }
+}
+
+__device__ void atomic_max_f(float *a, float v) {
+  int *p = (int *)a, old = *p;
+  while (v > __int_as_float(old)) {
+    int prev = atomicCAS(p, old, __float_as_int(v));
+    if (prev == old) break;
+    old = prev;
+  }
+}
+
+// min (v < a ? v : a, as the CPU observer: a NaN does not move it), max, sum, sum of squares
+__global__ void k_observe(const float *x, size_t n, stats_dev *st) {
+  __shared__ float shf[32];
+  __shared__ double shd[32];
+  float mn = INFINITY, mx = -INFINITY;
+  double s = 0, q = 0;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    float v = x[i];
+    mn = v < mn ? v : mn;
+    mx = v > mx ? v : mx;
+    s += v;
+    q += (double)v * v;
+  }
+  mn = block_reduce(mn, op_min_f(), shf, INFINITY);
+  mx = block_reduce(mx, op_max_f(), shf, -INFINITY);
+  s = block_reduce(s, op_add_d(), shd, 0.0);
+  q = block_reduce(q, op_add_d(), shd, 0.0);
+  if (threadIdx.x == 0) {
+    atomic_min_f(&st->mn, mn);
+    atomic_max_f(&st->mx, mx);
+    atomicAdd(&st->sum, s);
+    atomicAdd(&st->sumsq, q);
+  }
+}
+
+// torch.histc as cslim_observer_hist_update: bin = (int)((v - lo) * B / w), the maximum in the last bin
+__global__ void k_hist(const float *x, size_t n, double lo, double hi, int B, unsigned long long *counts) {
+  extern __shared__ unsigned long long shh[];
+  for (int b = threadIdx.x; b < B; b += blockDim.x) shh[b] = 0;
+  __syncthreads();
+  const double w = hi - lo;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    double v = x[i];
+    if (!(w > 0)) {
+      atomicAdd(&shh[0], 1ull);
+      continue;
+    }
+    if (!(v >= lo && v <= hi)) continue;
+    int b = (int)((v - lo) * B / w);
+    if (b >= B) b = B - 1;
+    atomicAdd(&shh[b], 1ull);
+  }
+  __syncthreads();
+  for (int b = threadIdx.x; b < B; b += blockDim.x)
+    if (shh[b]) atomicAdd(&counts[b], shh[b]);
+}
+
+// per-channel symmetric min-max: block per row
+__global__ void k_wquant(const void *w, int dtype, int k, int qmax, int8_t *codes, float *scale, long long *rowsum,
+                         double *err, double *wsq, int *bad) {
+  __shared__ float shf[32];
+  __shared__ double shd[32];
+  __shared__ long long shl[32];
+  __shared__ int shi[32];
+  const size_t base = (size_t)blockIdx.x * k;
+  float a = 0;
+  int nonfinite = 0;
+  for (int j = threadIdx.x; j < k; j += blockDim.x) {
+    float v = load_w(w, dtype, base + j);
+    if (!isfinite(v)) nonfinite = 1;
+    else a = fabsf(v) > a ? fabsf(v) : a;
+  }
+  a = block_reduce(a, op_max_f(), shf, 0.0f);
+  nonfinite = block_reduce(nonfinite, op_or_i(), shi, 0);
+  if (nonfinite) {
+    if (threadIdx.x == 0) bad[blockIdx.x] = 1;
+    return;
+  }
+  float s = a / (float)qmax;
+  if (!(s >= FLT_EPSILON)) s = FLT_EPSILON;
+  double e = 0, ww = 0;
+  long long sum = 0;
+  for (int j = threadIdx.x; j < k; j += blockDim.x) {
+    float v = load_w(w, dtype, base + j);
+    float r = rintf(v / s);
+    r = r < (float)(-qmax - 1) ? (float)(-qmax - 1) : r > (float)qmax ? (float)qmax : r;
+    codes[base + j] = (int8_t)r;
+    sum += (long long)r;
+    float d = v - r * s;
+    e += (double)d * d;
+    ww += (double)v * v;
+  }
+  e = block_reduce(e, op_add_d(), shd, 0.0);
+  ww = block_reduce(ww, op_add_d(), shd, 0.0);
+  sum = block_reduce(sum, op_add_l(), shl, 0LL);
+  if (threadIdx.x == 0) {
+    bad[blockIdx.x] = 0;
+    scale[blockIdx.x] = s;
+    rowsum[blockIdx.x] = sum;
+    err[blockIdx.x] = e;
+    wsq[blockIdx.x] = ww;
+  }
+}
+
+// npu_quantize: clamp(round(x * r + o)) per tensor
+__global__ void k_quant_static(const float *x, size_t n, float r, float o, int8_t *q) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    float v = rintf(x[i] * r + o);
+    q[i] = (int8_t)(v < -128.f ? -128.f : v > 127.f ? 127.f : v);
+  }
+}
+
+// npu_dynamic_quant: per row s = max|x| / 127, q = round(x / s); block per row
+__global__ void k_quant_dynamic(const float *x, int k, int8_t *q, float *rs) {
+  __shared__ float shf[32];
+  const float *xr = x + (size_t)blockIdx.x * k;
+  int8_t *qr = q + (size_t)blockIdx.x * k;
+  float a = 0;
+  for (int j = threadIdx.x; j < k; j += blockDim.x) a = fabsf(xr[j]) > a ? fabsf(xr[j]) : a;
+  a = block_reduce(a, op_max_f(), shf, 0.0f);
+  float s = a / 127.0f;
+  if (threadIdx.x == 0) rs[blockIdx.x] = s;
+  for (int j = threadIdx.x; j < k; j += blockDim.x) {
+    float v = s > 0 ? rintf(xr[j] / s) : 0.0f;
+    qr[j] = (int8_t)(v < -128.f ? -128.f : v > 127.f ? 127.f : v);
+  }
+}
+
+__global__ void k_dequant_static(const int *acc, int rows, int n, const int *qbias, const float *deq, const float *bias,
+                                 int serve, float *y) {
+  size_t total = (size_t)rows * n;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    int o = (int)(i % n);
+    float v = (float)(acc[i] + qbias[o]) * deq[o];
+    if (bias) v += bias[o];
+    y[i] = round_serve(v, serve);
+  }
+}
+
+__global__ void k_dequant_dynamic(const int *acc, int rows, int n, const float *wscale, const float *rs,
+                                  const float *bias, int serve, float *y) {
+  size_t total = (size_t)rows * n;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    int o = (int)(i % n);
+    size_t r = i / n;
+    float v = (float)acc[i] * wscale[o] * rs[r];
+    if (bias) v += bias[o];
+    y[i] = round_serve(v, serve);
+  }
+}
+
+__global__ void k_bias_round(float *y, int rows, int n, const float *bias, int serve) {
+  size_t total = (size_t)rows * n;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    float v = y[i];
+    if (bias) v += bias[i % n];
+    y[i] = round_serve(v, serve);
+  }
+}
+
+// W8A16's weights as the runtime makes them: round_to_dtype(q * scale)
+__global__ void k_w8a16_weights(const int8_t *q, int n, int k, const float *wscale, int serve, float *w) {
+  size_t total = (size_t)n * k;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
+    w[i] = round_serve((float)q[i] * wscale[i / k], serve);
+}
+
+// acc[rows, n] = xq[rows, k] . w[n, k]^T, exact; for shapes cuBLAS's int8 path refuses
+__global__ void k_igemm(const int8_t *x, const int8_t *w, int rows, int n, int k, int *acc) {
+  int o = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y;
+  if (o >= n) return;
+  const int8_t *xr = x + (size_t)r * k, *wr = w + (size_t)o * k;
+  int s = 0;
+  for (int j = 0; j < k; j++) s += (int)xr[j] * (int)wr[j];
+  acc[(size_t)r * n + o] = s;
+}
+
+static unsigned grid_for(size_t n) {
+  size_t b = (n + 255) / 256;
+  return (unsigned)(b > 65535 * 4 ? 65535 * 4 : b ? b : 1);
+}
+
+// ---- GEMMs -------------------------------------------------------------------------------------------
+
+// y[rows, out] = x[rows, in] . W[out, in]^T in float (fp32, TF32 or bf16 inputs; float32 accumulation)
+static int gemm_float(slot *s, const float *x, int rows, float *y) {
+  const float one = 1.0f, zero = 0.0f;
+  size_t nw = (size_t)s->out * s->in;
+  if (G.d.gemm == CSLIM_GEMM_BF16) {
+    const void *wb = s->w.p;
+    if (s->dtype != CSLIM_GPU_BF16) {
+      if (s->fresh || !s->wb.p) {
+        TRY(grow(&s->wb, nw * 2));
+        k_to_bf16<<<grid_for(nw), 256, 0, G.st>>>(s->w.p, s->dtype, nw, (__nv_bfloat16 *)s->wb.p);
+      }
+      wb = s->wb.p;
+    }
+    size_t nx = (size_t)rows * s->in;
+    TRY(grow(&G.xb, nx * 2));
+    k_to_bf16<<<grid_for(nx), 256, 0, G.st>>>(x, CSLIM_GPU_F32, nx, (__nv_bfloat16 *)G.xb.p);
+    CB(cublasGemmEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, s->out, rows, s->in, &one, wb, CUDA_R_16BF, s->in, G.xb.p,
+                    CUDA_R_16BF, s->in, &zero, y, CUDA_R_32F, s->out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  } else {
+    if (s->fresh || !s->wf.p) {
+      TRY(grow(&s->wf, nw * 4));
+      k_to_f32<<<grid_for(nw), 256, 0, G.st>>>(s->w.p, s->dtype, nw, F(s->wf));
+    }
+    CB(cublasGemmEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, s->out, rows, s->in, &one, s->wf.p, CUDA_R_32F, s->in, x,
+                    CUDA_R_32F, s->in, &zero, y, CUDA_R_32F, s->out,
+                    G.d.gemm == CSLIM_GEMM_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+                    CUBLAS_GEMM_DEFAULT));
+  }
+  s->fresh = 0;
+  if (s->has_bias) k_add_bias<<<grid_for((size_t)rows * s->out), 256, 0, G.st>>>(y, rows, s->out, F(s->bias));
+  return 0;
+}
+
+static int gemm_int8(const int8_t *xq, const int8_t *w, int rows, int n, int k, int *acc) {
+  const int one = 1, zero = 0;
+  cublasStatus_t st = CUBLAS_STATUS_NOT_SUPPORTED;
+  if (k % 4 == 0)
+    st = cublasGemmEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &one, w, CUDA_R_8I, k, xq, CUDA_R_8I, k, &zero,
+                      acc, CUDA_R_32I, n, CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT);
+  if (st != CUBLAS_STATUS_SUCCESS) {
+    dim3 grid((unsigned)((n + 127) / 128), (unsigned)rows);
+    k_igemm<<<grid, 128, 0, G.st>>>(xq, w, rows, n, k, acc);
+  }
+  return 0;
+}
+
+// the Linear in slot `si` on rows of x: float, or as the serving engine computes it
+static int linear(int si, int quantized, const float *x, int rows, float *y) {
+  slot *s = &G.s[si];
+  if (!s->loaded) return fail("slot %d has no weights", si);
+  if (!quantized || s->p.kind == CSLIM_GPU_LIN_FLOAT) return gemm_float(s, x, rows, y);
+  const int n = s->out, k = s->in;
+  const size_t nx = (size_t)rows * k, ny = (size_t)rows * n;
+  if (s->p.kind == CSLIM_GPU_LIN_W8A16) {
+    const float one = 1.0f, zero = 0.0f;
+    CB(cublasGemmEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &one, s->wf.p, CUDA_R_32F, k, x, CUDA_R_32F, k, &zero,
+                    y, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    k_bias_round<<<grid_for(ny), 256, 0, G.st>>>(y, rows, n, s->has_bias ? F(s->bias) : NULL, G.d.serve);
+    return 0;
+  }
+  TRY(grow(&G.xq, nx));
+  TRY(grow(&G.acc, ny * 4));
+  TRY(grow(&G.rs, (size_t)rows * 4));
+  if (s->p.kind == CSLIM_GPU_LIN_STATIC)
+    k_quant_static<<<grid_for(nx), 256, 0, G.st>>>(x, nx, s->p.in_recip, s->p.in_offset, (int8_t *)G.xq.p);
+  else
+    k_quant_dynamic<<<rows, 256, 0, G.st>>>(x, k, (int8_t *)G.xq.p, F(G.rs));
+  TRY(gemm_int8((const int8_t *)G.xq.p, (const int8_t *)s->q.p, rows, n, k, (int *)G.acc.p));
+  if (s->p.kind == CSLIM_GPU_LIN_STATIC)
+    k_dequant_static<<<grid_for(ny), 256, 0, G.st>>>((const int *)G.acc.p, rows, n, (const int *)s->qbias.p, F(s->deq),
+                                                     s->p.bias_after && s->has_bias ? F(s->bias) : NULL, G.d.serve, y);
+  else
+    k_dequant_dynamic<<<grid_for(ny), 256, 0, G.st>>>((const int *)G.acc.p, rows, n, F(s->wscale), F(G.rs),
+                                                      s->has_bias ? F(s->bias) : NULL, G.d.serve, y);
+  return 0;
+}
+
+// ---- attention ------------------------------------------------------------------------------------------
+
+#define SCORE_BUDGET ((size_t)64 << 20) /* floats of scores at a time (256 MB) */
+
+// causal GQA attention of one sequence of n rows: q [n, nh*D], k, v [n, nkv*D] -> out [n, nh*D]
+static int attention(const float *q, const float *k, const float *v, int n, float *out) {
+  const int D = G.d.head_dim, nh = G.d.n_heads, nkv = G.d.n_kv_heads, rep = nh / nkv;
+  const int ldq = nh * D, ldk = nkv * D;
+  const float scale = (float)(1.0 / sqrt((double)D)), one = 1.0f, zero = 0.0f;
+  // float32 in fp32 mode; TF32 tensor cores with the faster GEMM modes
+  const cublasComputeType_t ct = G.d.gemm == CSLIM_GEMM_FP32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+  int qb = n;
+  if ((size_t)nh * qb * n > SCORE_BUDGET) qb = (int)(SCORE_BUDGET / ((size_t)nh * n)) > 16 ? (int)(SCORE_BUDGET / ((size_t)nh * n)) : 16;
+  TRY(grow(&G.S, (size_t)nh * qb * n * 4));
+  float *S = F(G.S);
+  for (int i0 = 0; i0 < n; i0 += qb) {
+    const int m = n - i0 < qb ? n - i0 : qb, kn = i0 + m;
+    const long long hs = (long long)m * kn; // one head's scores
+    for (int j = 0; j < rep; j++) // heads g*rep + j, g = 0 .. nkv-1
+      CB(cublasGemmStridedBatchedEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, kn, m, D, &scale, k, CUDA_R_32F, ldk, D,
+                                    q + (size_t)i0 * ldq + (size_t)j * D, CUDA_R_32F, ldq, (long long)rep * D, &zero,
+                                    S + j * hs, CUDA_R_32F, kn, rep * hs, nkv, ct, CUBLAS_GEMM_DEFAULT));
+    k_softmax<<<nh * m, 128, 0, G.st>>>(S, m, kn, i0);
+    for (int j = 0; j < rep; j++)
+      CB(cublasGemmStridedBatchedEx(G.blas, CUBLAS_OP_N, CUBLAS_OP_N, D, m, kn, &one, v, CUDA_R_32F, ldk, D,
+                                    S + j * hs, CUDA_R_32F, kn, rep * hs, &zero, out + (size_t)i0 * ldq + (size_t)j * D,
+                                    CUDA_R_32F, ldq, (long long)rep * D, nkv, ct, CUBLAS_GEMM_DEFAULT));
+  }
+  return 0;
+}
+
+// ---- the layer ---------------------------------------------------------------------------------------------
+
+static int observe(int pass, int group, const float *x, size_t n, cslim_gpu_hist *h) {
+  if (pass < 0) return 0; // quantized pass: nothing observed
+  if (pass == CSLIM_GPU_PASS_STATS) {
+    k_observe<<<grid_for(n) < 1024 ? grid_for(n) : 1024, 256, 0, G.st>>>(x, n, (stats_dev *)G.stats.p + group);
+  } else if (h[group].bins > 0) {
+    unsigned long long *c = (unsigned long long *)G.hist.p + (size_t)group * 2048;
+    k_hist<<<grid_for(n) < 1024 ? grid_for(n) : 1024, 256, (size_t)h[group].bins * 8, G.st>>>(
+        x, n, h[group].lo, h[group].hi, h[group].bins, c);
+  }
+  return 0;
+}
+
+// one group of whole sequences, rows [r0, r0 + rows): pass >= 0 float (observing), -1 quantized
+static int run_rows(int pass, int s0, int s1, cslim_gpu_hist *hist) {
+  const int H = G.d.hidden, NI = G.d.inter, D = G.d.head_dim, nh = G.d.n_heads, nkv = G.d.n_kv_heads;
+  const int r0 = G.seq_start[s0], rows = G.seq_start[s1] - r0, quant = pass < 0;
+  const size_t nH = (size_t)rows * H;
+  float *h = F(G.h) + (size_t)r0 * H;
+  if (!quant) { // the float passes leave the stream as it was
+    CK(cudaMemcpyAsync(G.hs.p, h, nH * 4, cudaMemcpyDeviceToDevice, G.st));
+    h = F(G.hs);
+  }
+  const float *cs = F(G.cos_t) + (size_t)r0 * (D / 2), *sn = F(G.sin_t) + (size_t)r0 * (D / 2);
+  k_rmsnorm<<<rows, 256, 0, G.st>>>(h, H, F(G.norm[0]), G.has_norm_b[0] ? F(G.norm[1]) : NULL, G.d.eps, F(G.xn));
+  TRY(observe(pass, 0, F(G.xn), nH, hist));
+  TRY(linear(0, quant, F(G.xn), rows, F(G.q)));
+  TRY(linear(1, quant, F(G.xn), rows, F(G.k)));
+  TRY(linear(2, quant, F(G.xn), rows, F(G.v)));
+  k_rmsnorm<<<rows * nh, 128, 0, G.st>>>(F(G.q), D, F(G.norm[4]), NULL, G.d.eps, F(G.q));
+  k_rmsnorm<<<rows * nkv, 128, 0, G.st>>>(F(G.k), D, F(G.norm[5]), NULL, G.d.eps, F(G.k));
+  k_rope<<<grid_for((size_t)rows * nh * D / 2), 256, 0, G.st>>>(F(G.q), rows, nh, D, cs, sn);
+  k_rope<<<grid_for((size_t)rows * nkv * D / 2), 256, 0, G.st>>>(F(G.k), rows, nkv, D, cs, sn);
+  for (int s = s0; s < s1; s++) {
+    size_t off = (size_t)(G.seq_start[s] - r0);
+    int n = G.seq_start[s + 1] - G.seq_start[s];
+    TRY(attention(F(G.q) + off * nh * D, F(G.k) + off * nkv * D, F(G.v) + off * nkv * D, n, F(G.ctx) + off * nh * D));
+  }
+  TRY(observe(pass, 1, F(G.ctx), (size_t)rows * nh * D, hist));
+  TRY(linear(3, quant, F(G.ctx), rows, F(G.o)));
+  k_add<<<grid_for(nH), 256, 0, G.st>>>(h, F(G.o), nH);
+  k_rmsnorm<<<rows, 256, 0, G.st>>>(h, H, F(G.norm[2]), G.has_norm_b[1] ? F(G.norm[3]) : NULL, G.d.eps, F(G.xn));
+  TRY(observe(pass, 2, F(G.xn), nH, hist));
+  TRY(linear(4, quant, F(G.xn), rows, F(G.g)));
+  TRY(linear(5, quant, F(G.xn), rows, F(G.u)));
+  k_silu_mul<<<grid_for((size_t)rows * NI), 256, 0, G.st>>>(F(G.g), F(G.u), (size_t)rows * NI);
+  TRY(observe(pass, 3, F(G.g), (size_t)rows * NI, hist));
+  if (quant) { // the float passes need nothing after down_proj's input
+    TRY(linear(6, quant, F(G.g), rows, F(G.o)));
+    k_add<<<grid_for(nH), 256, 0, G.st>>>(h, F(G.o), nH);
+  }
+  return 0;
+}
+
+static int run_layer(int pass, cslim_gpu_hist *hist) {
+  for (int s0 = 0; s0 < G.n_seqs;) {
+    int s1 = s0 + 1;
+    while (s1 < G.n_seqs && G.seq_start[s1 + 1] - G.seq_start[s0] <= G.R) s1++;
+    TRY(run_rows(pass, s0, s1, hist));
+    s0 = s1;
+  }
+  CK(cudaStreamSynchronize(G.st));
+  CK(cudaGetLastError());
+  return 0;
+}
+
+// ---- the API ---------------------------------------------------------------------------------------------------
+
+static const char *api_last_error(void) { return g_err; }
+
+static int api_end(float *h) {
+  int rc = 0;
+  if (G.on && h && cudaMemcpy(h, G.h.p, (size_t)G.total * G.d.hidden * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
+    rc = fail("copying the activations back: %s", cudaGetErrorString(cudaGetLastError()));
+  buf *all[] = {&G.h, &G.cos_t, &G.sin_t, &G.hs, &G.xn, &G.q, &G.k, &G.v, &G.ctx, &G.o, &G.g, &G.u, &G.S, &G.xq,
+                &G.acc, &G.rs, &G.xb, &G.stats, &G.hist, &G.tmp};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
+  for (int i = 0; i < 6; i++) drop(&G.norm[i]);
+  for (int i = 0; i < CSLIM_GPU_SLOTS; i++) {
+    slot *s = &G.s[i];
+    buf *sb[] = {&s->w, &s->wf, &s->wb, &s->bias, &s->q, &s->deq, &s->qbias, &s->wscale};
+    for (size_t j = 0; j < sizeof sb / sizeof sb[0]; j++) drop(sb[j]);
+  }
+  if (G.blas) cublasDestroy(G.blas);
+  if (G.st) cudaStreamDestroy(G.st);
+  free(G.seq_start);
+  memset(&G, 0, sizeof G);
+  return rc;
+}
+
+static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *seq_start, const float *h,
+                     const float *cos_t, const float *sin_t) {
+  if (G.on) api_end(NULL);
+  g_mem_peak = g_mem_now;
+  G.d = *d;
+  G.total = total;
+  G.n_seqs = n_seqs;
+  G.seq_start = (int *)malloc((size_t)(n_seqs + 1) * sizeof(int));
+  if (!G.seq_start) return fail("out of memory");
+  memcpy(G.seq_start, seq_start, (size_t)(n_seqs + 1) * sizeof(int));
+  CK(cudaStreamCreateWithFlags(&G.st, cudaStreamNonBlocking));
+  CB(cublasCreate(&G.blas));
+  CB(cublasSetStream(G.blas, G.st));
+  CB(cublasSetMathMode(G.blas, CUBLAS_DEFAULT_MATH));
+  G.on = 1;
+  // rows per group: whole sequences, at least 4096 rows (or the longest sequence)
+  int longest = 0;
+  for (int s = 0; s < n_seqs; s++)
+    if (seq_start[s + 1] - seq_start[s] > longest) longest = seq_start[s + 1] - seq_start[s];
+  G.R = longest > 4096 ? longest : total < 4096 ? total : 4096;
+  const size_t R = (size_t)G.R, H = d->hidden, Q = (size_t)d->n_heads * d->head_dim, KV = (size_t)d->n_kv_heads * d->head_dim;
+  const size_t half = d->head_dim / 2;
+  TRY(grow(&G.h, (size_t)total * H * 4));
+  TRY(grow(&G.cos_t, (size_t)total * half * 4));
+  TRY(grow(&G.sin_t, (size_t)total * half * 4));
+  TRY(grow(&G.hs, R * H * 4));
+  TRY(grow(&G.xn, R * H * 4));
+  TRY(grow(&G.q, R * Q * 4));
+  TRY(grow(&G.k, R * KV * 4));
+  TRY(grow(&G.v, R * KV * 4));
+  TRY(grow(&G.ctx, R * Q * 4));
+  TRY(grow(&G.o, R * H * 4));
+  TRY(grow(&G.g, R * d->inter * 4));
+  TRY(grow(&G.u, R * d->inter * 4));
+  TRY(grow(&G.stats, CSLIM_GPU_GROUPS * sizeof(stats_dev)));
+  TRY(grow(&G.hist, (size_t)CSLIM_GPU_GROUPS * 2048 * 8));
+  CK(cudaMemcpy(G.h.p, h, (size_t)total * H * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(G.cos_t.p, cos_t, (size_t)total * half * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(G.sin_t.p, sin_t, (size_t)total * half * 4, cudaMemcpyHostToDevice));
+  return 0;
+}
+
+static int upload_f32(buf *b, const float *v, size_t n) {
+  TRY(grow(b, n * 4));
+  CK(cudaMemcpyAsync(b->p, v, n * 4, cudaMemcpyHostToDevice, G.st));
+  return 0;
+}
+
+static int api_set_norms(const float *in_w, const float *in_b, const float *post_w, const float *post_b,
+                         const float *qn, const float *kn) {
+  const size_t H = G.d.hidden, D = G.d.head_dim;
+  TRY(upload_f32(&G.norm[0], in_w, H));
+  TRY(upload_f32(&G.norm[2], post_w, H));
+  TRY(upload_f32(&G.norm[4], qn, D));
+  TRY(upload_f32(&G.norm[5], kn, D));
+  G.has_norm_b[0] = in_b != NULL;
+  G.has_norm_b[1] = post_b != NULL;
+  if (in_b) TRY(upload_f32(&G.norm[1], in_b, H));
+  if (post_b) TRY(upload_f32(&G.norm[3], post_b, H));
+  CK(cudaStreamSynchronize(G.st));
+  return 0;
+}
+
+static int api_set_weight(int si, int dtype, const void *w, int out, int in, const float *bias) {
+  if (si < 0 || si >= CSLIM_GPU_SLOTS) return fail("slot %d out of range", si);
+  slot *s = &G.s[si];
+  size_t es = dtype == CSLIM_GPU_F32 ? 4 : 2, n = (size_t)out * in;
+  TRY(grow(&s->w, n * es));
+  CK(cudaMemcpy(s->w.p, w, n * es, cudaMemcpyHostToDevice)); // pageable: reads the mapped checkpoint
+  s->out = out;
+  s->in = in;
+  s->dtype = dtype;
+  s->has_bias = bias != NULL;
+  if (bias) TRY(upload_f32(&s->bias, bias, (size_t)out));
+  s->p.kind = CSLIM_GPU_LIN_FLOAT;
+  s->loaded = 1;
+  s->fresh = 1;
+  CK(cudaStreamSynchronize(G.st));
+  return 0;
+}
+
+static int api_float_pass(int pass, cslim_gpu_stats *st, cslim_gpu_hist *h) {
+  if (pass == CSLIM_GPU_PASS_STATS) {
+    stats_dev init[CSLIM_GPU_GROUPS];
+    for (int i = 0; i < CSLIM_GPU_GROUPS; i++) init[i] = {INFINITY, -INFINITY, 0.0, 0.0};
+    CK(cudaMemcpyAsync(G.stats.p, init, sizeof init, cudaMemcpyHostToDevice, G.st));
+  } else {
+    for (int i = 0; i < CSLIM_GPU_GROUPS; i++)
+      if (h[i].bins > 2048) return fail("at most 2048 histogram bins");
+    CK(cudaMemsetAsync(G.hist.p, 0, (size_t)CSLIM_GPU_GROUPS * 2048 * 8, G.st));
+  }
+  TRY(run_layer(pass, h));
+  if (pass == CSLIM_GPU_PASS_STATS) {
+    stats_dev r[CSLIM_GPU_GROUPS];
+    CK(cudaMemcpy(r, G.stats.p, sizeof r, cudaMemcpyDeviceToHost));
+    for (int i = 0; i < CSLIM_GPU_GROUPS; i++) st[i] = {r[i].mn, r[i].mx, r[i].sum, r[i].sumsq};
+  } else {
+    unsigned long long *c = (unsigned long long *)malloc((size_t)CSLIM_GPU_GROUPS * 2048 * 8);
+    if (!c) return fail("out of memory");
+    if (cudaMemcpy(c, G.hist.p, (size_t)CSLIM_GPU_GROUPS * 2048 * 8, cudaMemcpyDeviceToHost) != cudaSuccess) {
+      free(c);
+      return fail("copying histograms back");
+    }
+    for (int i = 0; i < CSLIM_GPU_GROUPS; i++)
+      for (int b = 0; b < h[i].bins; b++) h[i].counts[b] = (double)c[(size_t)i * 2048 + b];
+    free(c);
+  }
+  return 0;
+}
+
+static int api_quantize_weight(int si, int bits, int8_t *codes, float *scale, int64_t *rowsum, double *err, double *wsq,
+                               int *bad_row) {
+  slot *s = &G.s[si];
+  if (!s->loaded) return fail("slot %d has no weights", si);
+  const int n = s->out, k = s->in;
+  const size_t per = 36; // scale (padded to 8), rowsum, err, wsq, bad: [0, 4n) [8n, 16n) [16n, 24n) [24n, 32n) [32n, 36n)
+  TRY(grow(&s->q, (size_t)n * k));
+  TRY(grow(&G.tmp, (size_t)n * per));
+  char *t = (char *)G.tmp.p;
+  float *d_scale = (float *)t;
+  long long *d_sum = (long long *)(t + (size_t)n * 8);
+  double *d_err = (double *)(t + (size_t)n * 16), *d_wsq = (double *)(t + (size_t)n * 24);
+  int *d_bad = (int *)(t + (size_t)n * 32);
+  k_wquant<<<n, 256, 0, G.st>>>(s->w.p, s->dtype, k, (1 << (bits - 1)) - 1, (int8_t *)s->q.p, d_scale, d_sum, d_err,
+                                d_wsq, d_bad);
+  char *hbuf = (char *)malloc((size_t)n * per);
+  if (!hbuf) return fail("out of memory");
+  cudaMemcpyAsync(hbuf, t, (size_t)n * per, cudaMemcpyDeviceToHost, G.st);
+  cudaMemcpyAsync(codes, s->q.p, (size_t)n * k, cudaMemcpyDeviceToHost, G.st);
+  cudaError_t e = cudaStreamSynchronize(G.st);
+  if (e != cudaSuccess) {
+    free(hbuf);
+    return fail("weight quantization: %s", cudaGetErrorString(e));
+  }
+  const int *hb = (const int *)(hbuf + (size_t)n * 32);
+  *bad_row = -1;
+  for (int r = 0; r < n; r++)
+    if (hb[r]) {
+      *bad_row = r;
+      break;
+    }
+  memcpy(scale, hbuf, (size_t)n * 4);
+  const long long *hs = (const long long *)(hbuf + (size_t)n * 8);
+  const double *he = (const double *)(hbuf + (size_t)n * 16), *hw = (const double *)(hbuf + (size_t)n * 24);
+  double es = 0, ws = 0;
+  for (int r = 0; r < n; r++) {
+    rowsum[r] = (int64_t)hs[r];
+    es += he[r];
+    ws += hw[r];
+  }
+  *err = es;
+  *wsq = ws;
+  free(hbuf);
+  return 0;
+}
+
+static int api_set_qlinear(int si, const cslim_gpu_qlin *q) {
+  slot *s = &G.s[si];
+  const size_t n = (size_t)s->out;
+  s->p = *q;
+  if (q->kind == CSLIM_GPU_LIN_FLOAT) return 0;
+  if (!s->q.p) return fail("slot %d: weights not quantized", si);
+  if (q->kind == CSLIM_GPU_LIN_STATIC) {
+    TRY(upload_f32(&s->deq, q->deq, n));
+    TRY(grow(&s->qbias, n * 4));
+    CK(cudaMemcpyAsync(s->qbias.p, q->qbias, n * 4, cudaMemcpyHostToDevice, G.st));
+  } else {
+    TRY(upload_f32(&s->wscale, q->wscale, n));
+  }
+  if (q->kind == CSLIM_GPU_LIN_W8A16) {
+    TRY(grow(&s->wf, n * s->in * 4));
+    k_w8a16_weights<<<grid_for(n * s->in), 256, 0, G.st>>>((const int8_t *)s->q.p, s->out, s->in, F(s->wscale),
+                                                           G.d.serve, F(s->wf));
+    s->fresh = 1; // wf no longer holds the float weights
+  }
+  CK(cudaStreamSynchronize(G.st));
+  s->p.deq = NULL;
+  s->p.qbias = NULL;
+  s->p.wscale = NULL;
+  return 0;
+}
+
+static int api_quant_pass(void) {
+  TRY(run_layer(-1, NULL));
+  for (int i = 0; i < CSLIM_GPU_SLOTS; i++) G.s[i].loaded = 0; // the next layer uploads its own
+  return 0;
+}
+
+static int api_memory(size_t *now, size_t *peak) {
+  *now = g_mem_now;
+  *peak = g_mem_peak;
+  return 0;
+}
+
+static void *api_host_alloc(size_t bytes) {
+  void *p = NULL;
+  return cudaMallocHost(&p, bytes) == cudaSuccess ? p : NULL;
+}
+
+static void api_host_free(void *p) {
+  if (p) cudaFreeHost(p);
+}
+
+static const cslim_gpu_layer_api g_api = {CSLIM_GPU_LAYER_API, api_last_error,  api_begin,           api_end,
+                                          api_set_norms,       api_set_weight,  api_float_pass,      api_quantize_weight,
+                                          api_set_qlinear,     api_quant_pass,  api_host_alloc,      api_host_free,
+                                          api_memory};
+
+extern "C" const cslim_gpu_layer_api *cslim_cuda_layer_api(void) { return &g_api; }

@@ -1,0 +1,102 @@
+/* The GPU layer engine: the interface between the calibration (C) and the
+ * CUDA module (cuda_layer.cu). Internal.
+ *
+ * The residual stream of every calibration token lives on the GPU for the
+ * whole run. Per decoder layer the caller uploads the norms and each Linear's
+ * weight once, in its checkpoint dtype (bf16 as stored), then runs:
+ *   float_pass(STATS)  the float layer, observing each Linear group's input
+ *                      (min, max, sum, sum of squares); the residual stream
+ *                      is left as it was;
+ *   float_pass(HIST)   the same, counting exact histograms over given ranges;
+ *   quantize_weight    per-channel symmetric min-max codes, scales, row sums;
+ *   set_qlinear        the serving kernel's parameters of each Linear;
+ *   quant_pass         the layer with every quantized Linear computed as the
+ *                      engine does (integer GEMM, same roundings as
+ *                      cslim_qlinear_forward); its output replaces the stream.
+ * Slots: 0 q, 1 k, 2 v, 3 o, 4 gate, 5 up, 6 down. Groups (observed inputs):
+ * 0 q/k/v, 1 o, 2 gate/up, 3 down — CSLIM_IN_QKV .. CSLIM_IN_DOWN.
+ * Every function returns 0, or -1 with last_error() set. */
+#ifndef CSLIM_BACKEND_GPU_LAYER_H
+#define CSLIM_BACKEND_GPU_LAYER_H
+
+#include "cslim/backend.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { CSLIM_GPU_SLOTS = 7, CSLIM_GPU_GROUPS = 4 };
+enum { CSLIM_GPU_F32 = 0, CSLIM_GPU_BF16 = 1, CSLIM_GPU_F16 = 2 };         /* weight / served dtypes */
+enum { CSLIM_GPU_LIN_FLOAT = 0, CSLIM_GPU_LIN_STATIC, CSLIM_GPU_LIN_DYNAMIC, CSLIM_GPU_LIN_W8A16 };
+enum { CSLIM_GPU_PASS_STATS = 0, CSLIM_GPU_PASS_HIST = 1 };
+
+typedef struct cslim_gpu_dims {
+  int hidden, inter, n_heads, n_kv_heads, head_dim;
+  float eps;
+  int serve; /* CSLIM_GPU_*: quantized outputs are rounded to it (F32: not rounded) */
+  int gemm;  /* cslim_gemm_precision: the float Linears' GEMMs */
+} cslim_gpu_dims;
+
+typedef struct cslim_gpu_stats {
+  float mn, mx;
+  double sum, sumsq;
+} cslim_gpu_stats;
+
+typedef struct cslim_gpu_hist {
+  int bins;      /* 0: no histogram for this group */
+  double lo, hi; /* torch.histc's range (the observed min and max) */
+  double *counts; /* [bins], filled (host) */
+} cslim_gpu_hist;
+
+typedef struct cslim_gpu_qlin {
+  int kind;                /* CSLIM_GPU_LIN_* */
+  float in_recip, in_offset; /* static */
+  const float *deq;        /* [out] static */
+  const int32_t *qbias;    /* [out] static */
+  const float *wscale;     /* [out] dynamic, W8A16: as the runtime applies it */
+  int bias_after;          /* static: the float bias added after dequantization */
+} cslim_gpu_qlin;
+
+typedef struct cslim_gpu_layer_api {
+  int version; /* CSLIM_GPU_LAYER_API */
+  const char *(*last_error)(void);
+  /* rows [total, hidden] of n_seqs sequences (seq_start[n_seqs + 1]); RoPE
+   * tables [total, head_dim / 2]. Copies everything it needs. */
+  int (*begin)(const cslim_gpu_dims *d, int total, int n_seqs, const int *seq_start, const float *h,
+               const float *cos_t, const float *sin_t);
+  /* The residual stream back (h may be NULL); frees every device buffer. */
+  int (*end)(float *h);
+  int (*set_norms)(const float *input_w, const float *input_b, const float *post_w, const float *post_b,
+                   const float *q_norm, const float *k_norm);
+  /* weight [out, in] in dtype (CSLIM_GPU_*), bias [out] or NULL */
+  int (*set_weight)(int slot, int dtype, const void *w, int out, int in, const float *bias);
+  /* STATS: st[4]; HIST: h[4] (bins 0 for a group without one) */
+  int (*float_pass)(int pass, cslim_gpu_stats *st, cslim_gpu_hist *h);
+  /* per output channel: scale = max|w| / (2^(bits-1) - 1) (at least FLT_EPSILON), codes
+   * round-half-even(w / scale) clamped; codes [out, in], scale [out], row sums of the codes [out],
+   * sum (w - q*scale)^2 and sum w^2. *bad_row: the first row with a non-finite value, or -1. */
+  int (*quantize_weight)(int slot, int bits, int8_t *codes, float *scale, int64_t *rowsum, double *err,
+                         double *wsq, int *bad_row);
+  int (*set_qlinear)(int slot, const cslim_gpu_qlin *q);
+  int (*quant_pass)(void);
+  /* page-locked host memory (fast copies from the device), and its release */
+  void *(*host_alloc)(size_t bytes);
+  void (*host_free)(void *p);
+  /* bytes of device memory held now, and the most held so far */
+  int (*memory)(size_t *now, size_t *peak);
+} cslim_gpu_layer_api;
+
+#define CSLIM_GPU_LAYER_API 1
+
+/* The module's entry point (dlsym'ed by src/backend/device.c). */
+const cslim_gpu_layer_api *cslim_cuda_layer_api(void);
+/* The engine of the selected GPU, or NULL on the CPU (src/backend/device.c). */
+const cslim_gpu_layer_api *cslim_gpu_layer_engine(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

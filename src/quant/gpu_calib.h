@@ -1,0 +1,38 @@
+/* Layer-wise calibration on the GPU (--device cuda): the glue between
+ * calibrate.c and the GPU layer engine (src/backend/gpu_layer.h). Internal.
+ *
+ * The engine runs dense decoder layers whole: the float passes with their
+ * observers and histograms, the min-max weight quantizer, and the integer
+ * pass whose output feeds the next layer. Runs it cannot take (MoE layers,
+ * outlier suppression or rotation, image samples, SSZ / per-group / sparse
+ * weights) stay on the CPU, with their float GEMMs offloaded. */
+#ifndef CSLIM_QUANT_GPU_CALIB_H
+#define CSLIM_QUANT_GPU_CALIB_H
+
+#include "cslim/quant.h"
+#include "model/model_internal.h"
+
+/* NULL when the whole run can calibrate on the selected GPU; otherwise why
+ * not (for the log). */
+const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, int has_xform, int has_anti,
+                                        const cslim_acts *a);
+/* Move the calibration rows to the GPU; cslim_layer_load then maps weights
+ * without converting them (the engine reads the checkpoint's bytes). */
+cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, const cslim_acts *a);
+void cslim_gpu_calib_end(cslim_model *m);
+/* Upload layer l's norms and weights (once), and ask the kernel to read
+ * layer `next`'s bytes ahead (-1: none). */
+cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l, int next);
+/* Float pass: hist 0 updates the observers' min, max and moments; hist 1
+ * the histograms of those with one begun. obs[kind] for kind CSLIM_IN_QKV .. CSLIM_IN_DOWN. */
+cslim_status cslim_gpu_calib_observe(cslim_layer *l, int hist, cslim_observer *obs[4]);
+/* Per-channel min-max codes of Linear l (slot 0..6) with row sums. */
+cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, cslim_wq *out);
+/* The serving kernel of Linear l (slot 0..6), as rt describes it; NULL: float. */
+cslim_status cslim_gpu_calib_set_kernel(const cslim_linear *l, const cslim_qlinear *rt);
+/* The quantized layer; its output replaces the rows on the GPU. */
+cslim_status cslim_gpu_calib_run_quantized(cslim_layer *l);
+/* Device memory held at most so far (bytes). */
+size_t cslim_gpu_calib_peak_memory(void);
+
+#endif
