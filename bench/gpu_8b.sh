@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Issue 10's speed acceptance, on a machine with a CUDA device and a CUDA build:
+#   bench/gpu_8b.sh BUILD_DIR FIXTURES_DIR [WORK_DIR] [GEMMS]
+# A random-weight checkpoint with Qwen3-8B's exact shapes (36 layers, 16.4 GB bf16; bench/synth_model),
+# 64 calibration samples of 512 tokens (cut from the fixtures' held-out text), W8A8 min-max,
+# `cslim quant --device cuda --gpu_gemm G` for each G in GEMMS (default "fp32 bf16"), page cache
+# dropped before each run when we may (root). Prints the disk's cold read rate, each run's summary,
+# and the calibration forward's achieved TFLOP/s (the GEMM FLOPs of both passes over the forward time).
+set -u
+B=${1:-build}
+FX=${2:-../shared/fixtures}
+W=${3:-/tmp/gpu8b}
+GEMMS=${4:-fp32 bf16}
+mkdir -p "$W"
+calc() { awk "BEGIN { printf \"%.6g\", $1 }"; }
+M=$W/qwen3-8b-synth
+if [ ! -f "$M/config.json" ]; then
+  t0=$(date +%s.%N)
+  "$B/bench/synth_model" --preset qwen3-8b --out "$M" --tokenizer "$FX/models/tiny-qwen3/tokenizer.json" >/dev/null || exit 1
+  echo "synthesised $(du -sh "$M" | cut -f1) in $(calc "$(date +%s.%N) - $t0") s"
+fi
+# 64 samples of 3000 characters (> 512 tokens each), JSONL
+awk 'BEGIN { RS = "\0" } { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); gsub(/\t/, " "); gsub(/\r?\n/, "\\n");
+     for (i = 0; i < 64; i++) printf "{\"text\": \"%s\"}\n", substr($0, 1 + i * 3000, 3000) }' \
+  "$FX/text/eval.txt" >"$W/calib.jsonl"
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null && echo dropped || echo warm; }
+state=$(drop)
+if [ "$state" = dropped ]; then
+  t0=$(date +%s.%N)
+  cat "$M"/*.safetensors >/dev/null
+  t=$(calc "$(date +%s.%N) - $t0")
+  bytes=$(du -cb "$M"/*.safetensors | tail -1 | cut -f1)
+  echo "cold read of the checkpoint: $(calc "$bytes / $t / 1e9") GB/s ($t s for $bytes bytes)"
+else
+  echo "page cache could not be dropped (not root): runs read a warm cache"
+fi
+# GEMM FLOPs of the calibration forward: pass 1 (float: q, k, v, o, gate, up) + pass 3 (all seven), 32768 tokens
+H=4096 Q=4096 KV=1024 NI=12288 L=36 TOK=32768
+# + attention, causal FLOPs only (Q.K^T and P.V: 2 * 2 * D per query-key pair, n(n+1)/2 pairs per head): 64 x 512
+flops=$(calc "$L * (2 * $TOK * (2 * ($H * ($Q + 2 * $KV) + $Q * $H) + 5 * $H * $NI) + 2 * 64 * 32 * 4 * 128 * 512 * 513 / 2)")
+for G in $GEMMS; do
+  rm -rf "$W/out"
+  echo "== --gpu_gemm $G (page cache: $(drop))"
+  /usr/bin/time -f "wall %e s, max RSS %M KB" "$B/cslim" quant --model_path "$M" --save_path "$W/out" --quant_type w8a8 \
+    --calib_data "$W/calib.jsonl" --calib_seq_len 512 --holdout 0 --device cuda --gpu_gemm "$G" >"$W/log-$G" 2>&1 ||
+    { tail -3 "$W/log-$G"; exit 1; }
+  grep -E "calibration:|device:|time |wall" "$W/log-$G"
+  fwd=$(sed -n 's/.*forward \([0-9.]*\),.*/\1/p' "$W/log-$G")
+  echo "forward GEMMs: $(calc "$flops / 1e12") TFLOP in $fwd s = $(calc "$flops / $fwd / 1e12") TFLOP/s"
+done
+rm -rf "$W/out"
