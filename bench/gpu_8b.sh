@@ -6,6 +6,7 @@
 # `cslim quant --device cuda --gpu_gemm G` for each G in GEMMS (default "fp32 bf16"), page cache
 # dropped before each run when we may (root). Prints the disk's cold read rate, each run's summary,
 # and the calibration forward's achieved TFLOP/s (the GEMM FLOPs of both passes over the forward time).
+# PRESET=qwen3-30b-a3b LAYERS=8 runs the same on another synth_model preset (no TFLOP/s then).
 set -u
 B=${1:-build}
 FX=${2:-../shared/fixtures}
@@ -13,10 +14,13 @@ W=${3:-/tmp/gpu8b}
 GEMMS=${4:-fp32 bf16}
 mkdir -p "$W"
 calc() { awk "BEGIN { printf \"%.6g\", $1 }"; }
-M=$W/qwen3-8b-synth
+PRESET=${PRESET:-qwen3-8b}
+LAYERS=${LAYERS:-}
+M=$W/$PRESET${LAYERS:+-$LAYERS}-synth
 if [ ! -f "$M/config.json" ]; then
   t0=$(date +%s.%N)
-  "$B/bench/synth_model" --preset qwen3-8b --out "$M" --tokenizer "$FX/models/tiny-qwen3/tokenizer.json" >/dev/null || exit 1
+  "$B/bench/synth_model" --preset "$PRESET" ${LAYERS:+--layers "$LAYERS"} --out "$M" \
+    --tokenizer "$FX/models/tiny-qwen3/tokenizer.json" >/dev/null || exit 1
   echo "synthesised $(du -sh "$M" | cut -f1) in $(calc "$(date +%s.%N) - $t0") s"
 fi
 # 64 samples of 3000 characters (> 512 tokens each), JSONL
@@ -46,6 +50,7 @@ for G in $GEMMS; do
     { tail -3 "$W/log-$G"; exit 1; }
   grep -E "calibration:|device:|time |wall" "$W/log-$G"
   fwd=$(sed -n 's/.*forward \([0-9.]*\),.*/\1/p' "$W/log-$G")
-  echo "forward GEMMs: $(calc "$flops / 1e12") TFLOP in $fwd s = $(calc "$flops / $fwd / 1e12") TFLOP/s"
+  [ "$PRESET" = qwen3-8b ] && [ -z "$LAYERS" ] &&
+    echo "forward GEMMs: $(calc "$flops / 1e12") TFLOP in $fwd s = $(calc "$flops / $fwd / 1e12") TFLOP/s"
 done
 rm -rf "$W/out"

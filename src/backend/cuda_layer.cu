@@ -117,8 +117,13 @@ static struct {
   buf hs, xn, q, k, v, ctx, o, g, u, S, xq, acc, rs, xb;
   buf norm[6]; // input w, input b, post w, post b, q_norm, k_norm
   int has_norm_b[2];
-  slot s[CSLIM_GPU_SLOTS];
+  slot *s; // [n_slots]
+  int n_slots, n_groups, is_moe;
   buf stats, hist, tmp;
+  // the MoE block over all rows: normed input, output, router logits, top-k, rows by expert
+  buf xa, mo, logits, sel, wts, tok, tw, xe, eg, eu, ye;
+  int *h_sel, *h_count, *h_offs, *h_tok, *h_fill;
+  float *h_wts, *h_tw;
 } G;
 
 // ---- kernels --------------------------------------------------------------------------------------
@@ -220,6 +225,54 @@ __global__ void k_softmax(float *S, int m, int kn, int i0) {
   }
   sum = block_reduce(sum, op_add_f(), shf, 0.0f);
   for (int j = threadIdx.x; j < kn; j += blockDim.x) row[j] = j < valid ? row[j] / sum : 0.0f;
+}
+
+// router probabilities, top-k and weights per row, sequentially as cslim_moe_forward (one thread per row)
+__global__ void k_route(float *logits, int rows, int E, int K, int norm, int *sel, float *wts) {
+  int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  float *p = logits + (size_t)r * E;
+  float mx = p[0];
+  for (int e = 1; e < E; e++) mx = p[e] > mx ? p[e] : mx;
+  float s = 0.0f;
+  for (int e = 0; e < E; e++) {
+    p[e] = expf(p[e] - mx);
+    s += p[e];
+  }
+  for (int e = 0; e < E; e++) p[e] /= s;
+  int *sr = sel + (size_t)r * K;
+  float *wr = wts + (size_t)r * K;
+  for (int k = 0; k < K; k++) {
+    int best = -1;
+    for (int e = 0; e < E; e++) {
+      int taken = 0;
+      for (int j = 0; j < k; j++) taken |= sr[j] == e;
+      if (!taken && (best < 0 || p[e] > p[best])) best = e;
+    }
+    sr[k] = best;
+    wr[k] = p[best];
+  }
+  if (norm) {
+    float sum = 0.0f;
+    for (int k = 0; k < K; k++) sum += wr[k];
+    for (int k = 0; k < K; k++) wr[k] /= sum;
+  }
+}
+
+__global__ void k_gather(const float *x, int H, const int *idx, int n, float *y) {
+  size_t total = (size_t)n * H;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
+    y[i] = x[(size_t)idx[i / H] * H + i % H];
+}
+
+// out[idx[i]] += y[i] * w[i]: the product rounded before the add, as transformers (rows distinct within an expert)
+__global__ void k_scatter_add(const float *y, int H, const int *idx, const float *w, int n, float *out) {
+  size_t total = (size_t)n * H;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    size_t r = i / H;
+    float p = y[i] * w[r];
+    out[(size_t)idx[r] * H + i % H] += p;
+  }
 }
 
 __global__ void k_silu_mul(float *g, const float *u, size_t n) {
@@ -542,7 +595,7 @@ static int attention(const float *q, const float *k, const float *v, int n, floa
 // ---- the layer ---------------------------------------------------------------------------------------------
 
 static int observe(int pass, int group, const float *x, size_t n, cslim_gpu_hist *h) {
-  if (pass < 0) return 0; // quantized pass: nothing observed
+  if (pass < 0 || n == 0) return 0; // quantized pass: nothing observed
   if (pass == CSLIM_GPU_PASS_STATS) {
     k_observe<<<grid_for(n) < 1024 ? grid_for(n) : 1024, 256, 0, G.st>>>(x, n, (stats_dev *)G.stats.p + group);
   } else if (h[group].bins > 0) {
@@ -553,16 +606,12 @@ static int observe(int pass, int group, const float *x, size_t n, cslim_gpu_hist
   return 0;
 }
 
-// one group of whole sequences, rows [r0, r0 + rows): pass >= 0 float (observing), -1 quantized
-static int run_rows(int pass, int s0, int s1, cslim_gpu_hist *hist) {
-  const int H = G.d.hidden, NI = G.d.inter, D = G.d.head_dim, nh = G.d.n_heads, nkv = G.d.n_kv_heads;
+// attention of a group of whole sequences s0..s1-1 on the stream hb (the float passes: a copy)
+static int attn_rows(int pass, int s0, int s1, float *hb, cslim_gpu_hist *hist) {
+  const int H = G.d.hidden, D = G.d.head_dim, nh = G.d.n_heads, nkv = G.d.n_kv_heads;
   const int r0 = G.seq_start[s0], rows = G.seq_start[s1] - r0, quant = pass < 0;
   const size_t nH = (size_t)rows * H;
-  float *h = F(G.h) + (size_t)r0 * H;
-  if (!quant) { // the float passes leave the stream as it was
-    CK(cudaMemcpyAsync(G.hs.p, h, nH * 4, cudaMemcpyDeviceToDevice, G.st));
-    h = F(G.hs);
-  }
+  float *h = hb + (size_t)r0 * H;
   const float *cs = F(G.cos_t) + (size_t)r0 * (D / 2), *sn = F(G.sin_t) + (size_t)r0 * (D / 2);
   k_rmsnorm<<<rows, 256, 0, G.st>>>(h, H, F(G.norm[0]), G.has_norm_b[0] ? F(G.norm[1]) : NULL, G.d.eps, F(G.xn));
   TRY(observe(pass, 0, F(G.xn), nH, hist));
@@ -581,6 +630,14 @@ static int run_rows(int pass, int s0, int s1, cslim_gpu_hist *hist) {
   TRY(observe(pass, 1, F(G.ctx), (size_t)rows * nh * D, hist));
   TRY(linear(3, quant, F(G.ctx), rows, F(G.o)));
   k_add<<<grid_for(nH), 256, 0, G.st>>>(h, F(G.o), nH);
+  return 0;
+}
+
+// the dense MLP on rows [r0, r0 + rows) of hb
+static int mlp_rows(int pass, int r0, int rows, float *hb, cslim_gpu_hist *hist) {
+  const int H = G.d.hidden, NI = G.d.inter, quant = pass < 0;
+  const size_t nH = (size_t)rows * H;
+  float *h = hb + (size_t)r0 * H;
   k_rmsnorm<<<rows, 256, 0, G.st>>>(h, H, F(G.norm[2]), G.has_norm_b[1] ? F(G.norm[3]) : NULL, G.d.eps, F(G.xn));
   TRY(observe(pass, 2, F(G.xn), nH, hist));
   TRY(linear(4, quant, F(G.xn), rows, F(G.g)));
@@ -594,12 +651,91 @@ static int run_rows(int pass, int s0, int s1, cslim_gpu_hist *hist) {
   return 0;
 }
 
-static int run_layer(int pass, cslim_gpu_hist *hist) {
+// the MoE block on every row of hb at once (each expert's GEMMs see all its rows)
+static int moe_rows(int pass, float *hb, cslim_gpu_hist *hist, int *tokens) {
+  const int H = G.d.hidden, E = G.d.n_experts, K = G.d.top_k, NI = G.d.moe_inter, T = G.total, quant = pass < 0;
+  const size_t nT = (size_t)T * H, nk = (size_t)T * K;
+  TRY(grow(&G.xa, nT * 4));
+  TRY(grow(&G.logits, (size_t)T * E * 4));
+  TRY(grow(&G.sel, nk * 4));
+  TRY(grow(&G.wts, nk * 4));
+  TRY(grow(&G.tok, nk * 4));
+  TRY(grow(&G.tw, nk * 4));
+  k_rmsnorm<<<T, 256, 0, G.st>>>(hb, H, F(G.norm[2]), G.has_norm_b[1] ? F(G.norm[3]) : NULL, G.d.eps, F(G.xa));
+  TRY(observe(pass, 4, F(G.xa), nT, hist));
+  TRY(linear(7, quant, F(G.xa), T, F(G.logits)));
+  k_route<<<(T + 127) / 128, 128, 0, G.st>>>(F(G.logits), T, E, K, G.d.norm_topk, (int *)G.sel.p, F(G.wts));
+  // rows grouped by expert on the host, ascending within each (as the CPU)
+  if (!G.h_sel) {
+    G.h_sel = (int *)malloc(nk * 4), G.h_tok = (int *)malloc(nk * 4), G.h_wts = (float *)malloc(nk * 4);
+    G.h_tw = (float *)malloc(nk * 4), G.h_count = (int *)malloc((size_t)E * 4), G.h_offs = (int *)malloc((size_t)(E + 1) * 4);
+    G.h_fill = (int *)malloc((size_t)E * 4);
+    if (!G.h_sel || !G.h_tok || !G.h_wts || !G.h_tw || !G.h_count || !G.h_offs || !G.h_fill) return fail("out of memory");
+  }
+  CK(cudaMemcpyAsync(G.h_sel, G.sel.p, nk * 4, cudaMemcpyDeviceToHost, G.st));
+  CK(cudaMemcpyAsync(G.h_wts, G.wts.p, nk * 4, cudaMemcpyDeviceToHost, G.st));
+  CK(cudaStreamSynchronize(G.st));
+  memset(G.h_count, 0, (size_t)E * 4);
+  memset(G.h_fill, 0, (size_t)E * 4);
+  for (size_t i = 0; i < nk; i++) {
+    if (G.h_sel[i] < 0 || G.h_sel[i] >= E) return fail("routing produced expert %d (non-finite router logits?)", G.h_sel[i]);
+    G.h_count[G.h_sel[i]]++;
+  }
+  G.h_offs[0] = 0;
+  for (int e = 0; e < E; e++) G.h_offs[e + 1] = G.h_offs[e] + G.h_count[e];
+  for (size_t i = 0; i < nk; i++) {
+    int e = G.h_sel[i], at = G.h_offs[e] + G.h_fill[e]++;
+    G.h_tok[at] = (int)(i / K);
+    G.h_tw[at] = G.h_wts[i];
+  }
+  if (tokens) memcpy(tokens, G.h_count, (size_t)E * 4);
+  CK(cudaMemcpyAsync(G.tok.p, G.h_tok, nk * 4, cudaMemcpyHostToDevice, G.st));
+  CK(cudaMemcpyAsync(G.tw.p, G.h_tw, nk * 4, cudaMemcpyHostToDevice, G.st));
+  int maxc = 0;
+  for (int e = 0; e < E; e++) maxc = G.h_count[e] > maxc ? G.h_count[e] : maxc;
+  TRY(grow(&G.xe, (size_t)maxc * H * 4 + 4));
+  TRY(grow(&G.eg, (size_t)maxc * NI * 4 + 4));
+  TRY(grow(&G.eu, (size_t)maxc * NI * 4 + 4));
+  TRY(grow(&G.ye, (size_t)maxc * H * 4 + 4));
+  if (quant) {
+    TRY(grow(&G.mo, nT * 4));
+    CK(cudaMemsetAsync(G.mo.p, 0, nT * 4, G.st));
+  }
+  for (int e = 0; e < E; e++) {
+    const int n = G.h_count[e];
+    if (!n) continue;
+    const int *idx = (const int *)G.tok.p + G.h_offs[e];
+    k_gather<<<grid_for((size_t)n * H), 256, 0, G.st>>>(F(G.xa), H, idx, n, F(G.xe));
+    TRY(observe(pass, 5 + 2 * e, F(G.xe), (size_t)n * H, hist));
+    TRY(linear(8 + 3 * e, quant, F(G.xe), n, F(G.eg)));
+    TRY(linear(9 + 3 * e, quant, F(G.xe), n, F(G.eu)));
+    k_silu_mul<<<grid_for((size_t)n * NI), 256, 0, G.st>>>(F(G.eg), F(G.eu), (size_t)n * NI);
+    TRY(observe(pass, 6 + 2 * e, F(G.eg), (size_t)n * NI, hist));
+    if (quant) {
+      TRY(linear(10 + 3 * e, quant, F(G.eg), n, F(G.ye)));
+      k_scatter_add<<<grid_for((size_t)n * H), 256, 0, G.st>>>(F(G.ye), H, idx, F(G.tw) + G.h_offs[e], n, F(G.mo));
+    }
+  }
+  if (quant) k_add<<<grid_for(nT), 256, 0, G.st>>>(hb, F(G.mo), nT);
+  return 0;
+}
+
+static int run_layer(int pass, cslim_gpu_hist *hist, int *tokens) {
+  float *hb = F(G.h);
+  if (pass >= 0) { // the float passes leave the stream as it was
+    CK(cudaMemcpyAsync(G.hs.p, G.h.p, (size_t)G.total * G.d.hidden * 4, cudaMemcpyDeviceToDevice, G.st));
+    hb = F(G.hs);
+  }
   for (int s0 = 0; s0 < G.n_seqs;) {
     int s1 = s0 + 1;
     while (s1 < G.n_seqs && G.seq_start[s1 + 1] - G.seq_start[s0] <= G.R) s1++;
-    TRY(run_rows(pass, s0, s1, hist));
+    TRY(attn_rows(pass, s0, s1, hb, hist));
     s0 = s1;
+  }
+  if (G.is_moe) {
+    TRY(moe_rows(pass, hb, hist, tokens));
+  } else {
+    for (int r0 = 0; r0 < G.total; r0 += G.R) TRY(mlp_rows(pass, r0, G.total - r0 < G.R ? G.total - r0 : G.R, hb, hist));
   }
   CK(cudaStreamSynchronize(G.st));
   CK(cudaGetLastError());
@@ -614,18 +750,21 @@ static int api_end(float *h) {
   int rc = 0;
   if (G.on && h && cudaMemcpy(h, G.h.p, (size_t)G.total * G.d.hidden * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
     rc = fail("copying the activations back: %s", cudaGetErrorString(cudaGetLastError()));
-  buf *all[] = {&G.h, &G.cos_t, &G.sin_t, &G.hs, &G.xn, &G.q, &G.k, &G.v, &G.ctx, &G.o, &G.g, &G.u, &G.S, &G.xq,
-                &G.acc, &G.rs, &G.xb, &G.stats, &G.hist, &G.tmp};
+  buf *all[] = {&G.h,  &G.cos_t, &G.sin_t, &G.hs,    &G.xn,  &G.q,   &G.k,    &G.v,   &G.ctx, &G.o,
+                &G.g,  &G.u,     &G.S,     &G.xq,    &G.acc, &G.rs,  &G.xb,   &G.stats, &G.hist, &G.tmp,
+                &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.tok, &G.tw,   &G.xe,  &G.eg,  &G.eu, &G.ye};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
   for (int i = 0; i < 6; i++) drop(&G.norm[i]);
-  for (int i = 0; i < CSLIM_GPU_SLOTS; i++) {
+  for (int i = 0; G.s && i < G.n_slots; i++) {
     slot *s = &G.s[i];
     buf *sb[] = {&s->w, &s->wf, &s->wb, &s->bias, &s->q, &s->deq, &s->qbias, &s->wscale};
     for (size_t j = 0; j < sizeof sb / sizeof sb[0]; j++) drop(sb[j]);
   }
+  free(G.s);
   if (G.blas) cublasDestroy(G.blas);
   if (G.st) cudaStreamDestroy(G.st);
   free(G.seq_start);
+  free(G.h_sel), free(G.h_tok), free(G.h_wts), free(G.h_tw), free(G.h_count), free(G.h_offs), free(G.h_fill);
   memset(&G, 0, sizeof G);
   return rc;
 }
@@ -645,6 +784,10 @@ static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *
   CB(cublasSetStream(G.blas, G.st));
   CB(cublasSetMathMode(G.blas, CUBLAS_DEFAULT_MATH));
   G.on = 1;
+  G.n_slots = 8 + 3 * d->n_experts;
+  G.n_groups = d->n_experts ? 5 + 2 * d->n_experts : CSLIM_GPU_DENSE_GROUPS;
+  G.s = (slot *)calloc((size_t)G.n_slots, sizeof(slot));
+  if (!G.s) return fail("out of memory");
   // rows per group: whole sequences, at least 4096 rows (or the longest sequence)
   int longest = 0;
   for (int s = 0; s < n_seqs; s++)
@@ -655,7 +798,7 @@ static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *
   TRY(grow(&G.h, (size_t)total * H * 4));
   TRY(grow(&G.cos_t, (size_t)total * half * 4));
   TRY(grow(&G.sin_t, (size_t)total * half * 4));
-  TRY(grow(&G.hs, R * H * 4));
+  TRY(grow(&G.hs, (size_t)total * H * 4)); // the float passes' copy of the stream
   TRY(grow(&G.xn, R * H * 4));
   TRY(grow(&G.q, R * Q * 4));
   TRY(grow(&G.k, R * KV * 4));
@@ -664,8 +807,8 @@ static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *
   TRY(grow(&G.o, R * H * 4));
   TRY(grow(&G.g, R * d->inter * 4));
   TRY(grow(&G.u, R * d->inter * 4));
-  TRY(grow(&G.stats, CSLIM_GPU_GROUPS * sizeof(stats_dev)));
-  TRY(grow(&G.hist, (size_t)CSLIM_GPU_GROUPS * 2048 * 8));
+  TRY(grow(&G.stats, (size_t)G.n_groups * sizeof(stats_dev)));
+  TRY(grow(&G.hist, (size_t)G.n_groups * 2048 * 8));
   CK(cudaMemcpy(G.h.p, h, (size_t)total * H * 4, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(G.cos_t.p, cos_t, (size_t)total * half * 4, cudaMemcpyHostToDevice));
   CK(cudaMemcpy(G.sin_t.p, sin_t, (size_t)total * half * 4, cudaMemcpyHostToDevice));
@@ -679,7 +822,9 @@ static int upload_f32(buf *b, const float *v, size_t n) {
 }
 
 static int api_set_norms(const float *in_w, const float *in_b, const float *post_w, const float *post_b,
-                         const float *qn, const float *kn) {
+                         const float *qn, const float *kn, int is_moe) {
+  if (is_moe && !G.d.n_experts) return fail("a MoE layer, and the engine was started without experts");
+  G.is_moe = is_moe;
   const size_t H = G.d.hidden, D = G.d.head_dim;
   TRY(upload_f32(&G.norm[0], in_w, H));
   TRY(upload_f32(&G.norm[2], post_w, H));
@@ -694,7 +839,7 @@ static int api_set_norms(const float *in_w, const float *in_b, const float *post
 }
 
 static int api_set_weight(int si, int dtype, const void *w, int out, int in, const float *bias) {
-  if (si < 0 || si >= CSLIM_GPU_SLOTS) return fail("slot %d out of range", si);
+  if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
   slot *s = &G.s[si];
   size_t es = dtype == CSLIM_GPU_F32 ? 4 : 2, n = (size_t)out * in;
   TRY(grow(&s->w, n * es));
@@ -711,37 +856,75 @@ static int api_set_weight(int si, int dtype, const void *w, int out, int in, con
   return 0;
 }
 
-static int api_float_pass(int pass, cslim_gpu_stats *st, cslim_gpu_hist *h) {
-  if (pass == CSLIM_GPU_PASS_STATS) {
-    stats_dev init[CSLIM_GPU_GROUPS];
-    for (int i = 0; i < CSLIM_GPU_GROUPS; i++) init[i] = {INFINITY, -INFINITY, 0.0, 0.0};
-    CK(cudaMemcpyAsync(G.stats.p, init, sizeof init, cudaMemcpyHostToDevice, G.st));
-  } else {
-    for (int i = 0; i < CSLIM_GPU_GROUPS; i++)
-      if (h[i].bins > 2048) return fail("at most 2048 histogram bins");
-    CK(cudaMemsetAsync(G.hist.p, 0, (size_t)CSLIM_GPU_GROUPS * 2048 * 8, G.st));
-  }
-  TRY(run_layer(pass, h));
-  if (pass == CSLIM_GPU_PASS_STATS) {
-    stats_dev r[CSLIM_GPU_GROUPS];
-    CK(cudaMemcpy(r, G.stats.p, sizeof r, cudaMemcpyDeviceToHost));
-    for (int i = 0; i < CSLIM_GPU_GROUPS; i++) st[i] = {r[i].mn, r[i].mx, r[i].sum, r[i].sumsq};
-  } else {
-    unsigned long long *c = (unsigned long long *)malloc((size_t)CSLIM_GPU_GROUPS * 2048 * 8);
-    if (!c) return fail("out of memory");
-    if (cudaMemcpy(c, G.hist.p, (size_t)CSLIM_GPU_GROUPS * 2048 * 8, cudaMemcpyDeviceToHost) != cudaSuccess) {
-      free(c);
-      return fail("copying histograms back");
-    }
-    for (int i = 0; i < CSLIM_GPU_GROUPS; i++)
-      for (int b = 0; b < h[i].bins; b++) h[i].counts[b] = (double)c[(size_t)i * 2048 + b];
-    free(c);
-  }
+static int reset_stats(int g0, int n) {
+  stats_dev init[64];
+  for (int i = 0; i < 64; i++) init[i] = {INFINITY, -INFINITY, 0.0, 0.0};
+  for (int g = g0; g < g0 + n; g += 64)
+    CK(cudaMemcpyAsync((stats_dev *)G.stats.p + g, init, (size_t)(g0 + n - g < 64 ? g0 + n - g : 64) * sizeof(stats_dev),
+                       cudaMemcpyHostToDevice, G.st));
+  CK(cudaStreamSynchronize(G.st)); // init is on this stack
   return 0;
+}
+
+static int read_stats(int g0, int n, cslim_gpu_stats *st) {
+  stats_dev *r = (stats_dev *)malloc((size_t)n * sizeof(stats_dev));
+  if (!r) return fail("out of memory");
+  if (cudaMemcpy(r, (stats_dev *)G.stats.p + g0, (size_t)n * sizeof(stats_dev), cudaMemcpyDeviceToHost) != cudaSuccess) {
+    free(r);
+    return fail("copying statistics back");
+  }
+  for (int i = 0; i < n; i++) st[i] = {r[i].mn, r[i].mx, r[i].sum, r[i].sumsq};
+  free(r);
+  return 0;
+}
+
+static int api_float_pass(int pass, cslim_gpu_stats *st, cslim_gpu_hist *h, int *tokens) {
+  const int ng = G.is_moe ? G.n_groups : CSLIM_GPU_DENSE_GROUPS;
+  if (pass == CSLIM_GPU_PASS_STATS) {
+    TRY(reset_stats(0, ng));
+  } else {
+    for (int i = 0; i < ng; i++)
+      if (h[i].bins > 2048) return fail("at most 2048 histogram bins");
+    CK(cudaMemsetAsync(G.hist.p, 0, (size_t)ng * 2048 * 8, G.st));
+  }
+  TRY(run_layer(pass, h, tokens));
+  if (pass == CSLIM_GPU_PASS_STATS) return read_stats(0, ng, st);
+  unsigned long long *c = (unsigned long long *)malloc((size_t)ng * 2048 * 8);
+  if (!c) return fail("out of memory");
+  if (cudaMemcpy(c, G.hist.p, (size_t)ng * 2048 * 8, cudaMemcpyDeviceToHost) != cudaSuccess) {
+    free(c);
+    return fail("copying histograms back");
+  }
+  for (int i = 0; i < ng; i++)
+    for (int b = 0; b < h[i].bins; b++) h[i].counts[b] = (double)c[(size_t)i * 2048 + b];
+  free(c);
+  return 0;
+}
+
+// expert e in float on every row of the MoE input (G.xa, as the last float pass left it), in row chunks
+static int api_expert_on_all(int e, cslim_gpu_stats *st) {
+  if (!G.is_moe || e < 0 || e >= G.d.n_experts || !G.xa.p) return fail("expert %d: no MoE input on the GPU", e);
+  const int H = G.d.hidden, NI = G.d.moe_inter, T = G.total, R = G.R;
+  const int g0 = 5 + 2 * e;
+  TRY(reset_stats(g0, 2));
+  TRY(grow(&G.eg, (size_t)R * NI * 4));
+  TRY(grow(&G.eu, (size_t)R * NI * 4));
+  for (int r0 = 0; r0 < T; r0 += R) {
+    int n = T - r0 < R ? T - r0 : R;
+    const float *x = F(G.xa) + (size_t)r0 * H;
+    TRY(observe(CSLIM_GPU_PASS_STATS, g0, x, (size_t)n * H, NULL));
+    TRY(linear(8 + 3 * e, 0, x, n, F(G.eg)));
+    TRY(linear(9 + 3 * e, 0, x, n, F(G.eu)));
+    k_silu_mul<<<grid_for((size_t)n * NI), 256, 0, G.st>>>(F(G.eg), F(G.eu), (size_t)n * NI);
+    TRY(observe(CSLIM_GPU_PASS_STATS, g0 + 1, F(G.eg), (size_t)n * NI, NULL));
+  }
+  CK(cudaStreamSynchronize(G.st));
+  return read_stats(g0, 2, st);
 }
 
 static int api_quantize_weight(int si, int bits, int8_t *codes, float *scale, int64_t *rowsum, double *err, double *wsq,
                                int *bad_row) {
+  if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
   slot *s = &G.s[si];
   if (!s->loaded) return fail("slot %d has no weights", si);
   const int n = s->out, k = s->in;
@@ -787,6 +970,7 @@ static int api_quantize_weight(int si, int bits, int8_t *codes, float *scale, in
 }
 
 static int api_set_qlinear(int si, const cslim_gpu_qlin *q) {
+  if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
   slot *s = &G.s[si];
   const size_t n = (size_t)s->out;
   s->p = *q;
@@ -813,8 +997,8 @@ static int api_set_qlinear(int si, const cslim_gpu_qlin *q) {
 }
 
 static int api_quant_pass(void) {
-  TRY(run_layer(-1, NULL));
-  for (int i = 0; i < CSLIM_GPU_SLOTS; i++) G.s[i].loaded = 0; // the next layer uploads its own
+  TRY(run_layer(-1, NULL, NULL));
+  for (int i = 0; i < G.n_slots; i++) G.s[i].loaded = 0; // the next layer uploads its own
   return 0;
 }
 
@@ -833,9 +1017,9 @@ static void api_host_free(void *p) {
   if (p) cudaFreeHost(p);
 }
 
-static const cslim_gpu_layer_api g_api = {CSLIM_GPU_LAYER_API, api_last_error,  api_begin,           api_end,
-                                          api_set_norms,       api_set_weight,  api_float_pass,      api_quantize_weight,
-                                          api_set_qlinear,     api_quant_pass,  api_host_alloc,      api_host_free,
-                                          api_memory};
+static const cslim_gpu_layer_api g_api = {CSLIM_GPU_LAYER_API, api_last_error,  api_begin,         api_end,
+                                          api_set_norms,       api_set_weight,  api_float_pass,    api_expert_on_all,
+                                          api_quantize_weight, api_set_qlinear, api_quant_pass,    api_host_alloc,
+                                          api_host_free,       api_memory};
 
 extern "C" const cslim_gpu_layer_api *cslim_cuda_layer_api(void) { return &g_api; }

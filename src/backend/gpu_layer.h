@@ -13,8 +13,12 @@
  *   quant_pass         the layer with every quantized Linear computed as the
  *                      engine does (integer GEMM, same roundings as
  *                      cslim_qlinear_forward); its output replaces the stream.
- * Slots: 0 q, 1 k, 2 v, 3 o, 4 gate, 5 up, 6 down. Groups (observed inputs):
- * 0 q/k/v, 1 o, 2 gate/up, 3 down — CSLIM_IN_QKV .. CSLIM_IN_DOWN.
+ * Slots (as calibrate.c numbers them): 0 q, 1 k, 2 v, 3 o, 4 gate, 5 up, 6 down,
+ * 7 router, 8 + 3e + j expert e's gate (j 0), up (1), down (2). Groups
+ * (observed inputs): 0 q/k/v, 1 o, 2 gate/up, 3 down, 4 router input,
+ * 5 + 2e expert e's gate/up, 6 + 2e its down. A MoE layer routes as
+ * cslim_moe_forward does (softmax, top-k, ties to the lower id, optional
+ * renormalisation; experts in ascending id, rows ascending within each).
  * Every function returns 0, or -1 with last_error() set. */
 #ifndef CSLIM_BACKEND_GPU_LAYER_H
 #define CSLIM_BACKEND_GPU_LAYER_H
@@ -28,7 +32,7 @@
 extern "C" {
 #endif
 
-enum { CSLIM_GPU_SLOTS = 7, CSLIM_GPU_GROUPS = 4 };
+enum { CSLIM_GPU_DENSE_SLOTS = 7, CSLIM_GPU_DENSE_GROUPS = 4 };
 enum { CSLIM_GPU_F32 = 0, CSLIM_GPU_BF16 = 1, CSLIM_GPU_F16 = 2 };         /* weight / served dtypes */
 enum { CSLIM_GPU_LIN_FLOAT = 0, CSLIM_GPU_LIN_STATIC, CSLIM_GPU_LIN_DYNAMIC, CSLIM_GPU_LIN_W8A16 };
 enum { CSLIM_GPU_PASS_STATS = 0, CSLIM_GPU_PASS_HIST = 1 };
@@ -38,6 +42,7 @@ typedef struct cslim_gpu_dims {
   float eps;
   int serve; /* CSLIM_GPU_*: quantized outputs are rounded to it (F32: not rounded) */
   int gemm;  /* cslim_gemm_precision: the float Linears' GEMMs */
+  int n_experts, top_k, moe_inter, norm_topk; /* MoE layers (n_experts 0: none) */
 } cslim_gpu_dims;
 
 typedef struct cslim_gpu_stats {
@@ -69,12 +74,17 @@ typedef struct cslim_gpu_layer_api {
                const float *cos_t, const float *sin_t);
   /* The residual stream back (h may be NULL); frees every device buffer. */
   int (*end)(float *h);
+  /* starts a layer: its norms, and whether its MLP is the MoE block */
   int (*set_norms)(const float *input_w, const float *input_b, const float *post_w, const float *post_b,
-                   const float *q_norm, const float *k_norm);
+                   const float *q_norm, const float *k_norm, int is_moe);
   /* weight [out, in] in dtype (CSLIM_GPU_*), bias [out] or NULL */
   int (*set_weight)(int slot, int dtype, const void *w, int out, int in, const float *bias);
-  /* STATS: st[4]; HIST: h[4] (bins 0 for a group without one) */
-  int (*float_pass)(int pass, cslim_gpu_stats *st, cslim_gpu_hist *h);
+  /* STATS: st[groups]; HIST: h[groups] (bins 0 for a group without one); groups = 4 for a dense
+   * layer, 5 + 2 E for a MoE one. tokens[E]: rows routed to each expert (STATS, MoE), or NULL. */
+  int (*float_pass)(int pass, cslim_gpu_stats *st, cslim_gpu_hist *h, int *tokens);
+  /* MoE, after float_pass(STATS): expert e run in float on every row of the block's input,
+   * st[0] its gate/up input, st[1] its down input (for experts that saw too few tokens) */
+  int (*expert_on_all)(int e, cslim_gpu_stats *st);
   /* per output channel: scale = max|w| / (2^(bits-1) - 1) (at least FLT_EPSILON), codes
    * round-half-even(w / scale) clamped; codes [out, in], scale [out], row sums of the codes [out],
    * sum (w - q*scale)^2 and sum w^2. *bad_row: the first row with a non-finite value, or -1. */
@@ -89,7 +99,7 @@ typedef struct cslim_gpu_layer_api {
   int (*memory)(size_t *now, size_t *peak);
 } cslim_gpu_layer_api;
 
-#define CSLIM_GPU_LAYER_API 1
+#define CSLIM_GPU_LAYER_API 2
 
 /* The module's entry point (dlsym'ed by src/backend/device.c). */
 const cslim_gpu_layer_api *cslim_cuda_layer_api(void);

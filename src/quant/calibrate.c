@@ -205,6 +205,16 @@ static cslim_status calibrate_expert_on_all(qctx *c, int e) {
   cslim_layer *l = c->layer;
   cslim_linear *g = &l->experts[3 * e], *u = g + 1, *d = g + 2;
   cslim_status rc;
+  if (c->gpu) {
+    group_obs *gu = &c->g[group_of(CSLIM_IN_GATE_UP, e)], *gd = &c->g[group_of(CSLIM_IN_DOWN, e)];
+    if ((rc = cslim_gpu_calib_expert_on_all(l, e, &gu->obs, &gd->obs))) return rc;
+    gu->fallback = gd->fallback = 1;
+    for (int j = 0; j < 3 && !rc; j++) {
+      lin_q *q = &c->lq[8 + 3 * e + j];
+      if (q->type != CSLIM_QT_FLOAT && !q->wq_done) rc = quantize_weights(c, q);
+    }
+    return rc;
+  }
   if ((rc = cslim_linear_materialize(c->m, g)) || (rc = cslim_linear_materialize(c->m, u)) ||
       (rc = cslim_linear_materialize(c->m, d)))
     return rc;
@@ -246,9 +256,9 @@ static cslim_status quantize_expert_data_free(qctx *c, int e) {
   for (int j = 0; j < 3 && !rc; j++) {
     lin_q *q = &c->lq[8 + 3 * e + j];
     if (q->type == CSLIM_QT_FLOAT || q->wq_done) continue;
-    if ((rc = cslim_linear_materialize(c->m, q->lin))) break;
+    if (!c->gpu && (rc = cslim_linear_materialize(c->m, q->lin))) break; /* on the GPU: there already */
     rc = quantize_weights(c, q);
-    if (!l->keep_experts) cslim_linear_release(c->m, q->lin);
+    if (!l->keep_experts && !c->gpu) cslim_linear_release(c->m, q->lin);
   }
   return rc;
 }
@@ -312,8 +322,11 @@ oom:
 static cslim_status run_float_pass(qctx *c, cslim_acts *a, int pass) {
   c->pass = pass;
   if (c->gpu) {
-    cslim_observer *obs[4] = {&c->g[0].obs, &c->g[1].obs, &c->g[2].obs, &c->g[3].obs};
-    cslim_status rc = cslim_gpu_calib_observe(c->layer, pass == PASS_HIST, obs);
+    cslim_observer **obs = malloc((size_t)c->n_groups * sizeof *obs);
+    if (!obs) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+    for (int g = 0; g < c->n_groups; g++) obs[g] = &c->g[g].obs;
+    cslim_status rc = cslim_gpu_calib_observe(c->layer, pass == PASS_HIST, obs, c->n_groups, c->tokens);
+    free(obs);
     for (int s = 0; s < c->n_slots && !rc && pass == PASS_STATS; s++) { /* what the hooks do on the CPU */
       lin_q *q = &c->lq[s];
       if (q->lin && q->type != CSLIM_QT_FLOAT && !q->wq_done) {
@@ -378,7 +391,7 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
   t0 = cslim_now();
   for (int e = 0; e < E; e++) {
     int need_static = c->g[group_of(CSLIM_IN_GATE_UP, e)].needs_static || c->g[group_of(CSLIM_IN_DOWN, e)].needs_static;
-    if (c->tokens[e] < p->expert_min_tokens && need_static && c->moe_in) {
+    if (c->tokens[e] < p->expert_min_tokens && need_static && (c->moe_in || c->gpu)) {
       if ((rc = calibrate_expert_on_all(c, e))) return rc;
       out->fallback[e] = 1;
     } else if (c->tokens[e] == 0) {

@@ -16,7 +16,7 @@ static cslim_status engine_error(const char *what) {
   return cslim_error(CSLIM_ERR_UNSUPPORTED, "%s on %s: %s", what, cslim_device_describe(), eng()->last_error());
 }
 
-static const char *const g_linears[CSLIM_GPU_SLOTS] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+static const char *const g_linears[CSLIM_GPU_DENSE_SLOTS] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                                        "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                                                        "mlp.down_proj"};
 
@@ -29,17 +29,26 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
   if (!eng()) return "no GPU layer engine";
   if (has_xform || has_anti) return "outlier suppression and rotation run on the CPU";
   if (!a || a->visual) return "image samples run on the CPU";
+  if (m->fused_experts && !m->fused_transposed) return "fused [E, H, 2I] expert tensors run on the CPU";
   for (int l = 0; l < t->num_layers; l++) {
-    if (cslim_layer_is_moe(t, l)) return "MoE layers run on the CPU";
-    for (int s = 0; s < CSLIM_GPU_SLOTS; s++) {
-      char rest[160], name[192];
-      snprintf(rest, sizeof rest, "layers.%d.%s", l, g_linears[s]);
+    const int moe = cslim_layer_is_moe(t, l), n = moe ? 5 + 3 * t->num_experts : CSLIM_GPU_DENSE_SLOTS;
+    for (int s = 0; s < n; s++) {
+      /* slot s: q, k, v, o, then gate, up, down (dense) or the router and each expert's three */
+      char rest[160], name[192], tensor[224];
+      if (s < 4 || !moe) snprintf(rest, sizeof rest, "layers.%d.%s", l, g_linears[s]);
+      else if (s == 4) snprintf(rest, sizeof rest, "layers.%d.mlp.gate", l);
+      else snprintf(rest, sizeof rest, "layers.%d.mlp.experts.%d.%s", l, (s - 5) / 3, g_linears[4 + (s - 5) % 3] + 4);
       cslim_model_tensor_name(m, rest, name, sizeof name);
-      const cslim_tensor *w;
-      snprintf(rest, sizeof rest, "%s.weight", name);
-      if (!(w = cslim_st_find(m->st, rest)) || w->ndim != 2 ||
-          (w->dtype != CSLIM_BF16 && w->dtype != CSLIM_F16 && w->dtype != CSLIM_F32)) {
-        snprintf(why, sizeof why, "%s is not a bf16/f16/f32 matrix", rest);
+      const int fused = s >= 5 && moe && m->fused_experts;
+      if (fused) {
+        snprintf(rest, sizeof rest, "layers.%d.mlp.experts.%s", l, (s - 5) % 3 == 2 ? "down_proj" : "gate_up_proj");
+        cslim_model_tensor_name(m, rest, tensor, sizeof tensor);
+      } else {
+        snprintf(tensor, sizeof tensor, "%s.weight", name);
+      }
+      const cslim_tensor *w = cslim_st_find(m->st, tensor);
+      if (!w || w->ndim != (fused ? 3 : 2) || (w->dtype != CSLIM_BF16 && w->dtype != CSLIM_F16 && w->dtype != CSLIM_F32)) {
+        snprintf(why, sizeof why, "%s is not a bf16/f16/f32 %s", tensor, fused ? "[E, R, in] tensor" : "matrix");
         return why;
       }
       cslim_qtype q = cslim_quant_plan_linear(p, name);
@@ -60,15 +69,16 @@ static size_t g_peak;
 static int g_rows; /* calibration rows on the GPU */
 /* Page-locked buffers for the weight codes coming back, two sets: a layer's
  * codes are written out while the next layer quantizes into the other set. */
-static void *g_pin[2][CSLIM_GPU_SLOTS];
-static size_t g_pin_cap[2][CSLIM_GPU_SLOTS];
+static void *g_pin[2][CSLIM_GPU_DENSE_SLOTS];
+static size_t g_pin_cap[2][CSLIM_GPU_DENSE_SLOTS];
 static int g_set; /* the set of the layer being calibrated */
 
 cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, const cslim_acts *a) {
   const cslim_text_config *t = &m->cfg.text;
   const int half = t->head_dim / 2;
   cslim_gpu_dims d = {t->hidden_size, t->intermediate_size, t->num_heads, t->num_kv_heads, t->head_dim,
-                      (float)t->rms_norm_eps, gpu_dtype(m->cfg.dtype), p->gpu_gemm};
+                      (float)t->rms_norm_eps, gpu_dtype(m->cfg.dtype), p->gpu_gemm, t->num_experts > 0 ? t->num_experts : 0,
+                      t->num_experts_per_tok, t->moe_intermediate_size, t->norm_topk_prob};
   float *cs = malloc((size_t)a->total * (size_t)half * sizeof(float));
   float *sn = malloc((size_t)a->total * (size_t)half * sizeof(float));
   cslim_status rc = cs && sn ? CSLIM_OK : cslim_error(CSLIM_ERR_NOMEM, "out of memory for the RoPE tables");
@@ -84,7 +94,7 @@ cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, 
 
 void cslim_gpu_calib_end(cslim_model *m) {
   for (int i = 0; i < 2; i++)
-    for (int s = 0; s < CSLIM_GPU_SLOTS; s++) {
+    for (int s = 0; s < CSLIM_GPU_DENSE_SLOTS; s++) {
       eng()->host_free(g_pin[i][s]);
       g_pin[i][s] = NULL;
       g_pin_cap[i][s] = 0;
@@ -98,66 +108,96 @@ void cslim_gpu_calib_end(cslim_model *m) {
 
 size_t cslim_gpu_calib_peak_memory(void) { return g_peak; }
 
-static cslim_linear *slot_lin(cslim_layer *l, int s) {
-  cslim_linear *all[CSLIM_GPU_SLOTS] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down};
-  return all[s];
+static cslim_status upload_linear(cslim_model *m, cslim_linear *x) {
+  const cslim_tensor *t = x->src;
+  const char *data = t->data;
+  if (x->layout == CSLIM_W_ROWS) /* rows [row0, row0 + out) of expert `expert` of [E, R, in] */
+    data += ((size_t)x->expert * (size_t)t->shape[1] + (size_t)x->row0) * (size_t)x->in * cslim_dtype_size(t->dtype);
+  else if (x->layout != CSLIM_W_PLAIN)
+    return cslim_error(CSLIM_ERR_UNSUPPORTED, "%s: transposed fused experts are not uploaded to the GPU", x->name);
+  if (eng()->set_weight(x->slot, gpu_dtype(t->dtype), data, x->out, x->in, x->b)) return engine_error(x->name);
+  if (x->layout == CSLIM_W_PLAIN) cslim_st_release(m->st, t); /* on the GPU now: the page cache may drop it */
+  return CSLIM_OK;
 }
 
 cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l, int next) {
   g_set = l->index & 1;
-  if (next >= 0) /* the kernel reads the next layer from disk while this one computes */
-    for (int s = 0; s < CSLIM_GPU_SLOTS; s++) {
-      char rest[160], name[192];
-      snprintf(rest, sizeof rest, "layers.%d.%s.weight", next, g_linears[s]);
-      cslim_model_tensor_name(m, rest, name, sizeof name);
-      const cslim_tensor *t = cslim_st_find(m->st, name);
-      if (t) cslim_st_prefetch(m->st, t);
+  if (next >= 0) { /* the kernel reads the next layer from disk while this one computes */
+    char pre[160], name[192];
+    snprintf(pre, sizeof pre, "layers.%d.", next);
+    cslim_model_tensor_name(m, pre, name, sizeof name);
+    size_t k = strlen(name);
+    for (size_t i = 0; i < cslim_st_count(m->st); i++) {
+      const cslim_tensor *t = cslim_st_at(m->st, i);
+      if (!strncmp(t->name, name, k)) cslim_st_prefetch(m->st, t);
     }
-  if (eng()->set_norms(l->input_norm, l->input_norm_b, l->post_norm, l->post_norm_b, l->q_norm, l->k_norm))
-    return engine_error("uploading the norms");
-  for (int s = 0; s < CSLIM_GPU_SLOTS; s++) {
-    cslim_linear *x = slot_lin(l, s);
-    const cslim_tensor *t = x->src;
-    if (eng()->set_weight(s, gpu_dtype(t->dtype), t->data, x->out, x->in, x->b))
-      return engine_error(x->name);
-    cslim_st_release(m->st, t); /* on the GPU now: the page cache may drop it */
   }
-  return CSLIM_OK;
+  if (eng()->set_norms(l->input_norm, l->input_norm_b, l->post_norm, l->post_norm_b, l->q_norm, l->k_norm, l->is_moe))
+    return engine_error("uploading the norms");
+  cslim_linear *dense[CSLIM_GPU_DENSE_SLOTS] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down};
+  cslim_status rc = CSLIM_OK;
+  for (int s = 0; s < (l->is_moe ? 4 : CSLIM_GPU_DENSE_SLOTS) && !rc; s++) rc = upload_linear(m, dense[s]);
+  if (l->is_moe) {
+    if (!rc) rc = upload_linear(m, &l->router);
+    for (int i = 0; i < 3 * l->n_experts && !rc; i++) rc = upload_linear(m, &l->experts[i]);
+  }
+  return rc;
 }
 
-cslim_status cslim_gpu_calib_observe(cslim_layer *l, int hist, cslim_observer *obs[4]) {
-  cslim_gpu_stats st[CSLIM_GPU_GROUPS];
-  cslim_gpu_hist h[CSLIM_GPU_GROUPS];
-  memset(h, 0, sizeof h);
-  double *counts[CSLIM_GPU_GROUPS] = {0};
-  cslim_status rc = CSLIM_OK;
-  for (int g = 0; hist && g < CSLIM_GPU_GROUPS && !rc; g++) {
+static void merge_stats(cslim_observer *o, const cslim_gpu_stats *st, int64_t count, int rows) {
+  if (st->mn < o->mn || st->mn != st->mn) o->mn = st->mn;
+  if (st->mx > o->mx || st->mx != st->mx) o->mx = st->mx;
+  o->sum += st->sum;
+  o->sumsq += st->sumsq;
+  o->count += count;
+  o->rows += rows;
+}
+
+cslim_status cslim_gpu_calib_observe(cslim_layer *l, int hist, cslim_observer **obs, int n_groups, int *tokens) {
+  cslim_gpu_stats *st = calloc((size_t)n_groups, sizeof *st);
+  cslim_gpu_hist *h = calloc((size_t)n_groups, sizeof *h);
+  int *tok = l->is_moe ? calloc((size_t)l->n_experts, sizeof(int)) : NULL;
+  cslim_status rc = st && h && (tok || !l->is_moe) ? CSLIM_OK : cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  for (int g = 0; hist && g < n_groups && !rc; g++) {
     if (!obs[g]->hist) continue;
     h[g].bins = obs[g]->bins;
     h[g].lo = obs[g]->h_min;
     h[g].hi = obs[g]->h_max;
-    h[g].counts = counts[g] = calloc((size_t)obs[g]->bins, sizeof(double));
-    if (!counts[g]) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+    h[g].counts = calloc((size_t)obs[g]->bins, sizeof(double));
+    if (!h[g].counts) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   }
-  if (!rc && eng()->float_pass(hist ? CSLIM_GPU_PASS_HIST : CSLIM_GPU_PASS_STATS, st, h))
+  if (!rc && eng()->float_pass(hist ? CSLIM_GPU_PASS_HIST : CSLIM_GPU_PASS_STATS, st, h, hist ? NULL : tok))
     rc = engine_error("the float pass");
-  const int width[CSLIM_GPU_GROUPS] = {l->q.in, l->o.in, l->gate.in, l->down.in};
-  for (int g = 0; g < CSLIM_GPU_GROUPS && !rc; g++) {
+  for (int g = 0; g < n_groups && !rc; g++) {
     cslim_observer *o = obs[g];
     if (hist) {
-      if (counts[g])
-        for (int b = 0; b < o->bins; b++) o->hist[b] += counts[g][b];
+      for (int b = 0; h[g].counts && b < o->bins; b++) o->hist[b] += h[g].counts[b];
       continue;
     }
-    if (st[g].mn < o->mn || st[g].mn != st[g].mn) o->mn = st[g].mn;
-    if (st[g].mx > o->mx || st[g].mx != st[g].mx) o->mx = st[g].mx;
-    o->sum += st[g].sum;
-    o->sumsq += st[g].sumsq;
-    o->count += (int64_t)g_rows * width[g];
-    o->rows += g_rows;
+    if (l->is_moe ? g == 2 || g == 3 : g >= CSLIM_GPU_DENSE_GROUPS) continue; /* no such group in this layer */
+    /* rows that reached the group: all of them, or an expert's */
+    int rows = g < 5 ? g_rows : tok[(g - 5) / 2];
+    int width = g == 0 || g == 2 || g == 4 ? l->q.in : g == 1 ? l->o.in : g == 3 ? l->down.in
+              : (g - 5) % 2 ? l->experts[3 * ((g - 5) / 2) + 2].in : l->q.in;
+    if (rows) merge_stats(o, &st[g], (int64_t)rows * width, rows);
   }
-  for (int g = 0; g < CSLIM_GPU_GROUPS; g++) free(counts[g]);
+  if (!rc && tokens && tok && !hist)
+    for (int e = 0; e < l->n_experts; e++) tokens[e] += tok[e];
+  for (int g = 0; g < n_groups && h; g++) free(h[g].counts);
+  free(st);
+  free(h);
+  free(tok);
   return rc;
+}
+
+cslim_status cslim_gpu_calib_expert_on_all(cslim_layer *l, int e, cslim_observer *gate_up, cslim_observer *down) {
+  cslim_gpu_stats st[2];
+  if (eng()->expert_on_all(e, st)) return engine_error(l->experts[3 * e].name);
+  cslim_observer_init(gate_up);
+  cslim_observer_init(down);
+  merge_stats(gate_up, &st[0], (int64_t)g_rows * l->experts[3 * e].in, g_rows);
+  merge_stats(down, &st[1], (int64_t)g_rows * l->experts[3 * e + 2].in, g_rows);
+  return CSLIM_OK;
 }
 
 cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, cslim_wq *out) {
@@ -166,14 +206,18 @@ cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, cs
   out->k = l->in;
   out->bits = bits;
   size_t nq = (size_t)l->out * (size_t)l->in;
-  void **pin = &g_pin[g_set][l->slot];
-  if (g_pin_cap[g_set][l->slot] < nq) {
-    eng()->host_free(*pin);
-    *pin = eng()->host_alloc(nq);
-    g_pin_cap[g_set][l->slot] = *pin ? nq : 0;
+  if (l->slot < CSLIM_GPU_DENSE_SLOTS) { /* page-locked, reused layer after layer */
+    void **pin = &g_pin[g_set][l->slot];
+    if (g_pin_cap[g_set][l->slot] < nq) {
+      eng()->host_free(*pin);
+      *pin = eng()->host_alloc(nq);
+      g_pin_cap[g_set][l->slot] = *pin ? nq : 0;
+    }
+    out->q = *pin;
+    out->q_borrowed = 1;
+  } else {
+    out->q = malloc(nq);
   }
-  out->q = *pin;
-  out->q_borrowed = 1;
   out->scale = malloc((size_t)l->out * sizeof(float));
   out->rowsum = malloc((size_t)l->out * sizeof(int64_t));
   if (!out->q || !out->scale || !out->rowsum) {

@@ -1,11 +1,12 @@
 /* Layer-wise calibration on the GPU (--device cuda): the glue between
  * calibrate.c and the GPU layer engine (src/backend/gpu_layer.h). Internal.
  *
- * The engine runs dense decoder layers whole: the float passes with their
- * observers and histograms, the min-max weight quantizer, and the integer
- * pass whose output feeds the next layer. Runs it cannot take (MoE layers,
- * outlier suppression or rotation, image samples, SSZ / per-group / sparse
- * weights) stay on the CPU, with their float GEMMs offloaded. */
+ * The engine runs decoder layers whole, dense or MoE: the float passes with
+ * their observers and histograms, the routing, the min-max weight quantizer,
+ * and the integer pass whose output feeds the next layer. Runs it cannot take
+ * (outlier suppression or rotation, image samples, SSZ / per-group / sparse
+ * weights, transposed fused experts) stay on the CPU, with their float GEMMs
+ * offloaded. */
 #ifndef CSLIM_QUANT_GPU_CALIB_H
 #define CSLIM_QUANT_GPU_CALIB_H
 
@@ -23,9 +24,12 @@ void cslim_gpu_calib_end(cslim_model *m);
 /* Upload layer l's norms and weights (once), and ask the kernel to read
  * layer `next`'s bytes ahead (-1: none). */
 cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l, int next);
-/* Float pass: hist 0 updates the observers' min, max and moments; hist 1
- * the histograms of those with one begun. obs[kind] for kind CSLIM_IN_QKV .. CSLIM_IN_DOWN. */
-cslim_status cslim_gpu_calib_observe(cslim_layer *l, int hist, cslim_observer *obs[4]);
+/* Float pass: hist 0 updates the observers' min, max and moments (and adds
+ * each expert's rows to tokens[E]); hist 1 the histograms of those with one
+ * begun. obs[n_groups] as calibrate.c numbers its groups (kind, or 5 + 2e + down). */
+cslim_status cslim_gpu_calib_observe(cslim_layer *l, int hist, cslim_observer **obs, int n_groups, int *tokens);
+/* Expert e run in float on every row of the MoE input: its two observers anew. */
+cslim_status cslim_gpu_calib_expert_on_all(cslim_layer *l, int e, cslim_observer *gate_up, cslim_observer *down);
 /* Per-channel min-max codes of Linear l (slot 0..6) with row sums. */
 cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, cslim_wq *out);
 /* The serving kernel of Linear l (slot 0..6), as rt describes it; NULL: float. */
