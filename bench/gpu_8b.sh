@@ -6,7 +6,8 @@
 # `cslim quant --device cuda --gpu_gemm G` for each G in GEMMS (default "fp32 bf16"), page cache
 # dropped before each run when we may (root). Prints the disk's cold read rate, each run's summary,
 # and the calibration forward's achieved TFLOP/s (the GEMM FLOPs of both passes over the forward time).
-# PRESET=qwen3-30b-a3b LAYERS=8 runs the same on another synth_model preset (no TFLOP/s then).
+# PRESET=qwen3-30b-a3b LAYERS=8 runs the same on another synth_model preset (no TFLOP/s then);
+# DEV=cuda:0,1 on several GPUs.
 set -u
 B=${1:-build}
 FX=${2:-../shared/fixtures}
@@ -46,7 +47,7 @@ for G in $GEMMS; do
   rm -rf "$W/out"
   echo "== --gpu_gemm $G (page cache: $(drop))"
   /usr/bin/time -f "wall %e s, max RSS %M KB" "$B/cslim" quant --model_path "$M" --save_path "$W/out" --quant_type w8a8 \
-    --calib_data "$W/calib.jsonl" --calib_seq_len 512 --holdout 0 --device cuda --gpu_gemm "$G" >"$W/log-$G" 2>&1 ||
+    --calib_data "$W/calib.jsonl" --calib_seq_len 512 --holdout 0 --device "${DEV:-cuda}" --gpu_gemm "$G" >"$W/log-$G" 2>&1 ||
     { tail -3 "$W/log-$G"; exit 1; }
   grep -E "calibration:|device:|time |wall" "$W/log-$G"
   fwd=$(sed -n 's/.*forward \([0-9.]*\),.*/\1/p' "$W/log-$G")

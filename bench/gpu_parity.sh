@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU vs GPU calibration parity (issue 10's acceptance 4) on the fixture models, on a machine with a
 # CUDA device and a CUDA build:
-#   bench/gpu_parity.sh BUILD_DIR FIXTURES_DIR CALIB_FILE [GEMM]
+#   [DEV=cuda:0,1] [CASES="dense-w8a8 moe-w8a8"] bench/gpu_parity.sh BUILD_DIR FIXTURES_DIR CALIB_FILE [GEMM]
 # Each case quantizes with the same calibration set on --device cpu and --device cuda (GEMM: fp32,
 # the default, tf32 or bf16) and compares the checkpoints: scales within 1e-3 relative, < 0.1 % of
 # the integer codes different, perplexity within 0.2 %. tiny-qwen3 runs whole on the GPU (W8A8
@@ -13,17 +13,20 @@ B=${1:-build}
 FX=${2:-../shared/fixtures}
 CALIB=${3:-data/calib/mix_calib.jsonl}
 GEMM=${4:-fp32}
+DEV=${DEV:-cuda} # the GPU side: cuda, cuda:N or cuda:N,M,...
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 rc=0
 run_case() { # name model flags...
   local name=$1 M=$2
+  case " ${CASES:-$name} " in *" $name "*) ;; *) return ;; esac
   shift 2
   for d in cpu cuda; do
     local extra=()
-    [ "$d" = cuda ] && extra=(--gpu_gemm "$GEMM")
+    local dev=cpu
+    [ "$d" = cuda ] && extra=(--gpu_gemm "$GEMM") && dev=$DEV
     /usr/bin/time -f "%e s wall" -o "$T/time-$name-$d" "$B/cslim" quant --model_path "$FX/models/$M" \
-      --save_path "$T/$name-$d" --calib_data "$CALIB" --holdout 4 --device "$d" "${extra[@]}" "$@" \
+      --save_path "$T/$name-$d" --calib_data "$CALIB" --holdout 4 --device "$dev" "${extra[@]}" "$@" \
       >"$T/log-$name-$d" 2>&1 || { echo "$name $d: quant failed: $(tail -2 "$T/log-$name-$d")"; rc=1; return; }
     echo "  $name $d: $(grep -E "device:" "$T/log-$name-$d" | sed 's/^ *//'); $(cat "$T/time-$name-$d")"
   done

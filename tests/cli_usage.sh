@@ -49,16 +49,21 @@ expect_err "--log_level" "bad log level"
 run "$CSLIM" inspect --model-path="$CSLIM_SOURCE_DIR/examples/tiny-qwen3" --quiet True
 expect_rc 0 "--model-path=..."
 
-# --device: a GPU needs a CUDA build and a visible device; several GPUs are not there yet
+# --device: a GPU needs a CUDA build and a visible device; a list names distinct GPUs
 run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device cuda
 expect_rc 1 "--device cuda without a usable GPU"
 expect_err "--device cuda: " "--device cuda without a usable GPU"
 expect_err_lines 1 "--device cuda without a usable GPU"
 run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device cuda:0,1
-expect_rc 1 "--device cuda:0,1"
-expect_err "several GPUs" "--device cuda:0,1"
+expect_rc 1 "--device cuda:0,1 without usable GPUs"
+expect_err "--device cuda:0,1: " "--device cuda:0,1 without usable GPUs"
+expect_err_lines 1 "--device cuda:0,1 without usable GPUs"
+run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device cuda:1,1
+expect_err "cuda:1 named twice" "--device cuda:1,1"
+run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device cuda:0,x
+expect_err "cpu, cuda, cuda:N or cuda:N,M,..." "--device cuda:0,x"
 run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device tpu
-expect_err "cpu, cuda or cuda:N" "--device tpu"
+expect_err "cpu, cuda, cuda:N or cuda:N,M,..." "--device tpu"
 run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --gpu_gemm bf16
 expect_rc 2 "--gpu_gemm without a GPU"
 expect_err "--gpu_gemm needs --device cuda" "--gpu_gemm without a GPU"

@@ -16,12 +16,15 @@ typedef enum cslim_gemm_precision { CSLIM_GEMM_FP32 = 0, CSLIM_GEMM_TF32 = 1, CS
 
 /* 1 when this build has the CUDA backend. */
 int cslim_cuda_built(void);
-/* "cpu", "cuda", "cuda:N" (one GPU). Errors name the flag value: a build without CUDA, no such device. */
+/* "cpu", "cuda", "cuda:N", "cuda:N,M,..." (several: data-parallel calibration). Errors name the flag
+ * value: a build without CUDA, no such device. */
 cslim_status cslim_device_select(const char *spec);
 /* The selected device in words ("cpu", "cuda:0 (NVIDIA H100 80GB HBM3)"). */
 const char *cslim_device_describe(void);
 /* 1 when a GPU is selected. */
 int cslim_device_is_gpu(void);
+/* The selected GPUs (cuda:0,1 -> 0, 1): how many, the first `cap` of them in ids. */
+int cslim_device_gpus(int *ids, int cap);
 
 /* y[rows][out] = x[rows][in] · W[out][in]ᵀ on the selected GPU (float32; CSLIM_GPU_TF32=1 for TF32
  * tensor cores with float32 accumulation); returns 1 when it ran there, 0 when the CPU should (no GPU selected, or too small

@@ -17,8 +17,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <dlfcn.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +28,7 @@
 
 // ---- errors and buffers ----------------------------------------------------------------------
 
-static char g_err[512];
+static thread_local char g_err[512];
 
 static int fail(const char *fmt, ...) {
   va_list ap;
@@ -51,39 +53,10 @@ static int fail(const char *fmt, ...) {
     if ((x)) return -1;   \
   } while (0)
 
-static size_t g_mem_now, g_mem_peak;
-
 typedef struct buf {
   void *p;
   size_t cap;
 } buf;
-
-// at least `bytes` (contents not kept)
-static int grow(buf *b, size_t bytes) {
-  if (bytes <= b->cap) return 0;
-  if (b->p) {
-    cudaFree(b->p);
-    g_mem_now -= b->cap;
-  }
-  b->p = NULL;
-  b->cap = 0;
-  bytes = (bytes + 255) & ~(size_t)255;
-  if (cudaMalloc(&b->p, bytes) != cudaSuccess)
-    return fail("out of GPU memory (%.1f MB more, %.1f MB held)", bytes / 1e6, g_mem_now / 1e6);
-  b->cap = bytes;
-  g_mem_now += bytes;
-  if (g_mem_now > g_mem_peak) g_mem_peak = g_mem_now;
-  return 0;
-}
-
-static void drop(buf *b) {
-  if (b->p) {
-    cudaFree(b->p);
-    g_mem_now -= b->cap;
-  }
-  b->p = NULL;
-  b->cap = 0;
-}
 
 #define F(b) ((float *)(b).p)
 
@@ -101,13 +74,12 @@ typedef struct slot {
   int fresh;  // weights changed since wf / wb were made
 } slot;
 
-typedef struct stats_dev {
-  float mn, mx;
-  double sum, sumsq;
-} stats_dev;
-
-static struct {
-  int on;
+// One GPU's share of the run: its calibration rows (whole sequences), its copy of the layer, its
+// buffers. Every function below works on the calling thread's current context (G); the API loops
+// over the devices, and runs the passes on one thread per device.
+typedef struct ctx {
+  int on, dev;
+  size_t mem_now, mem_peak;
   cslim_gpu_dims d;
   cublasHandle_t blas;
   cudaStream_t st;
@@ -119,12 +91,52 @@ static struct {
   int has_norm_b[2];
   slot *s; // [n_slots]
   int n_slots, n_groups, is_moe;
-  buf stats, hist, tmp;
+  buf stats, hist, tmp; // stats: min [groups] f32, max [groups] f32, sum [groups] f64, sum of squares [groups] f64
   // the MoE block over all rows: normed input, output, router logits, top-k, rows by expert
   buf xa, mo, logits, sel, wts, tok, tw, xe, eg, eu, ye;
   int *h_sel, *h_count, *h_offs, *h_tok, *h_fill;
   float *h_wts, *h_tw;
-} G;
+} ctx;
+
+#define MAX_DEV 16
+static ctx g_ctx[MAX_DEV];
+static int g_ndev = 1, g_dev_ids[MAX_DEV];
+static int g_row0[MAX_DEV + 1]; // device i holds rows [g_row0[i], g_row0[i + 1])
+static thread_local ctx *cur = &g_ctx[0];
+#define G (*cur)
+
+static void use(int i) {
+  cur = &g_ctx[i];
+  cudaSetDevice(cur->dev);
+}
+
+// at least `bytes` (contents not kept)
+static int grow(buf *b, size_t bytes) {
+  if (bytes <= b->cap) return 0;
+  if (b->p) {
+    cudaFree(b->p);
+    G.mem_now -= b->cap;
+  }
+  b->p = NULL;
+  b->cap = 0;
+  bytes = (bytes + 255) & ~(size_t)255;
+  if (cudaMalloc(&b->p, bytes) != cudaSuccess)
+    return fail("out of GPU memory on cuda:%d (%.1f MB more, %.1f MB held)", G.dev, bytes / 1e6, G.mem_now / 1e6);
+  b->cap = bytes;
+  G.mem_now += bytes;
+  if (G.mem_now > G.mem_peak) G.mem_peak = G.mem_now;
+  return 0;
+}
+
+static void drop(buf *b) {
+  if (b->p) {
+    cudaFree(b->p);
+    G.mem_now -= b->cap;
+  }
+  b->p = NULL;
+  b->cap = 0;
+}
+
 
 // ---- kernels --------------------------------------------------------------------------------------
 
@@ -311,7 +323,7 @@ __device__ void atomic_max_f(float *a, float v) {
 }
 
 // min (v < a ? v : a, as the CPU observer: a NaN does not move it), max, sum, sum of squares
-__global__ void k_observe(const float *x, size_t n, stats_dev *st) {
+__global__ void k_observe(const float *x, size_t n, float *st_mn, float *st_mx, double *st_sum, double *st_sq) {
   __shared__ float shf[32];
   __shared__ double shd[32];
   float mn = INFINITY, mx = -INFINITY;
@@ -328,11 +340,16 @@ __global__ void k_observe(const float *x, size_t n, stats_dev *st) {
   s = block_reduce(s, op_add_d(), shd, 0.0);
   q = block_reduce(q, op_add_d(), shd, 0.0);
   if (threadIdx.x == 0) {
-    atomic_min_f(&st->mn, mn);
-    atomic_max_f(&st->mx, mx);
-    atomicAdd(&st->sum, s);
-    atomicAdd(&st->sumsq, q);
+    atomic_min_f(st_mn, mn);
+    atomic_max_f(st_mx, mx);
+    atomicAdd(st_sum, s);
+    atomicAdd(st_sq, q);
   }
+}
+
+__global__ void k_reset_stats(float *mn, float *mx, double *sum, double *sq, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) mn[i] = INFINITY, mx[i] = -INFINITY, sum[i] = 0.0, sq[i] = 0.0;
 }
 
 // torch.histc as cslim_observer_hist_update: bin = (int)((v - lo) * B / w), the maximum in the last bin
@@ -597,7 +614,11 @@ static int attention(const float *q, const float *k, const float *v, int n, floa
 static int observe(int pass, int group, const float *x, size_t n, cslim_gpu_hist *h) {
   if (pass < 0 || n == 0) return 0; // quantized pass: nothing observed
   if (pass == CSLIM_GPU_PASS_STATS) {
-    k_observe<<<grid_for(n) < 1024 ? grid_for(n) : 1024, 256, 0, G.st>>>(x, n, (stats_dev *)G.stats.p + group);
+    const int ng = G.n_groups;
+    float *f = (float *)G.stats.p;
+    double *d = (double *)((char *)G.stats.p + (size_t)8 * ng);
+    k_observe<<<grid_for(n) < 1024 ? grid_for(n) : 1024, 256, 0, G.st>>>(x, n, f + group, f + ng + group, d + group,
+                                                                         d + ng + group);
   } else if (h[group].bins > 0) {
     unsigned long long *c = (unsigned long long *)G.hist.p + (size_t)group * 2048;
     k_hist<<<grid_for(n) < 1024 ? grid_for(n) : 1024, 256, (size_t)h[group].bins * 8, G.st>>>(
@@ -742,14 +763,127 @@ static int run_layer(int pass, cslim_gpu_hist *hist, int *tokens) {
   return 0;
 }
 
+// ---- several GPUs: NCCL, loaded on demand ----------------------------------------------------------------------
+
+// The few NCCL entry points we use, declared here (their ABI is stable) so that the module needs
+// neither NCCL's header to build nor the library unless several GPUs are asked for.
+typedef struct ncclComm *ncclComm_t;
+enum { nccl_u64 = 5, nccl_f32 = 7, nccl_f64 = 8 };
+enum { nccl_sum = 0, nccl_max = 2, nccl_min = 3 };
+static struct {
+  void *lib;
+  int (*init_all)(ncclComm_t *, int, const int *);
+  int (*all_reduce)(const void *, void *, size_t, int, int, ncclComm_t, cudaStream_t);
+  int (*group_start)(void), (*group_end)(void);
+  int (*destroy)(ncclComm_t);
+  const char *(*error)(int);
+  ncclComm_t comm[MAX_DEV];
+} N;
+
+static int nccl_open(void) {
+  if (!N.lib) {
+    const char *names[] = {"libnccl.so.2", "libnccl.so"};
+    for (int i = 0; i < 2 && !N.lib; i++) N.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    if (!N.lib) return fail("several GPUs need NCCL, and libnccl.so.2 cannot be loaded (%s)", dlerror());
+    *(void **)&N.init_all = dlsym(N.lib, "ncclCommInitAll");
+    *(void **)&N.all_reduce = dlsym(N.lib, "ncclAllReduce");
+    *(void **)&N.group_start = dlsym(N.lib, "ncclGroupStart");
+    *(void **)&N.group_end = dlsym(N.lib, "ncclGroupEnd");
+    *(void **)&N.destroy = dlsym(N.lib, "ncclCommDestroy");
+    *(void **)&N.error = dlsym(N.lib, "ncclGetErrorString");
+    if (!N.init_all || !N.all_reduce || !N.group_start || !N.group_end || !N.destroy || !N.error) {
+      dlclose(N.lib);
+      N.lib = NULL;
+      return fail("libnccl.so.2 lacks the collectives cslim uses");
+    }
+  }
+  int r = N.init_all(N.comm, g_ndev, g_dev_ids);
+  if (r) return fail("NCCL: %s", N.error(r));
+  return 0;
+}
+
+// The statistics of groups [g0, g0 + n) (and, with hist, every group's histogram) summed over the devices, on
+// each of them: min and max exactly, counts exactly (integers), sums in double.
+static int nccl_merge(int g0, int n, int hist_groups) {
+  if (g_ndev < 2) return 0;
+  int r = N.group_start();
+  for (int i = 0; i < g_ndev && !r; i++) {
+    ctx *c = &g_ctx[i];
+    const int ng = c->n_groups;
+    float *f = (float *)c->stats.p;
+    double *d = (double *)((char *)c->stats.p + (size_t)8 * ng);
+    if (hist_groups) {
+      r = N.all_reduce(c->hist.p, c->hist.p, (size_t)hist_groups * 2048, nccl_u64, nccl_sum, N.comm[i], c->st);
+      continue;
+    }
+    if (!r) r = N.all_reduce(f + g0, f + g0, (size_t)n, nccl_f32, nccl_min, N.comm[i], c->st);
+    if (!r) r = N.all_reduce(f + ng + g0, f + ng + g0, (size_t)n, nccl_f32, nccl_max, N.comm[i], c->st);
+    if (!r) r = N.all_reduce(d + g0, d + g0, (size_t)n, nccl_f64, nccl_sum, N.comm[i], c->st);
+    if (!r) r = N.all_reduce(d + ng + g0, d + ng + g0, (size_t)n, nccl_f64, nccl_sum, N.comm[i], c->st);
+  }
+  int r2 = N.group_end();
+  if (r || r2) return fail("NCCL all-reduce: %s", N.error(r ? r : r2));
+  for (int i = 0; i < g_ndev; i++) {
+    use(i);
+    CK(cudaStreamSynchronize(G.st));
+  }
+  use(0);
+  return 0;
+}
+
+// fn on every device at once, one host thread each (the calling thread takes device 0)
+typedef struct par_job {
+  int i, rc;
+  int (*fn)(void *);
+  void *arg;
+  char err[512];
+} par_job;
+
+static void *par_main(void *p) {
+  par_job *j = (par_job *)p;
+  use(j->i);
+  j->rc = j->fn(j->arg);
+  if (j->rc) snprintf(j->err, sizeof j->err, "cuda:%d: %s", G.dev, g_err);
+  return NULL;
+}
+
+static int parallel(int (*fn)(void *), void *args, size_t arg_size) {
+  par_job jobs[MAX_DEV];
+  pthread_t th[MAX_DEV];
+  int started[MAX_DEV] = {0};
+  for (int i = 0; i < g_ndev; i++) {
+    jobs[i] = {i, 0, fn, (char *)args + (size_t)i * arg_size, ""};
+    if (i > 0) started[i] = pthread_create(&th[i], NULL, par_main, &jobs[i]) == 0;
+  }
+  par_main(&jobs[0]);
+  for (int i = 1; i < g_ndev; i++) {
+    if (started[i]) pthread_join(th[i], NULL);
+    else par_main(&jobs[i]); // no thread: in turn
+  }
+  use(0);
+  for (int i = 0; i < g_ndev; i++)
+    if (jobs[i].rc) {
+      snprintf(g_err, sizeof g_err, "%s", jobs[i].err);
+      return -1;
+    }
+  return 0;
+}
+
 // ---- the API ---------------------------------------------------------------------------------------------------
 
 static const char *api_last_error(void) { return g_err; }
 
-static int api_end(float *h) {
-  int rc = 0;
-  if (G.on && h && cudaMemcpy(h, G.h.p, (size_t)G.total * G.d.hidden * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
-    rc = fail("copying the activations back: %s", cudaGetErrorString(cudaGetLastError()));
+static int api_set_devices(const int *ids, int n) {
+  if (n < 1 || n > MAX_DEV) return fail("%d devices: 1 to %d", n, MAX_DEV);
+  for (int i = 0; i < n; i++) g_dev_ids[i] = ids[i];
+  g_ndev = n;
+  return 0;
+}
+
+static void dev_end(float *h) {
+  if (G.on && h)
+    cudaMemcpy(h + (size_t)g_row0[cur - g_ctx] * G.d.hidden, G.h.p,
+               (size_t)G.total * G.d.hidden * 4, cudaMemcpyDeviceToHost);
   buf *all[] = {&G.h,  &G.cos_t, &G.sin_t, &G.hs,    &G.xn,  &G.q,   &G.k,    &G.v,   &G.ctx, &G.o,
                 &G.g,  &G.u,     &G.S,     &G.xq,    &G.acc, &G.rs,  &G.xb,   &G.stats, &G.hist, &G.tmp,
                 &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.tok, &G.tw,   &G.xe,  &G.eg,  &G.eu, &G.ye};
@@ -765,20 +899,34 @@ static int api_end(float *h) {
   if (G.st) cudaStreamDestroy(G.st);
   free(G.seq_start);
   free(G.h_sel), free(G.h_tok), free(G.h_wts), free(G.h_tw), free(G.h_count), free(G.h_offs), free(G.h_fill);
+  int dev = G.dev;
   memset(&G, 0, sizeof G);
-  return rc;
+  G.dev = dev;
 }
 
-static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *seq_start, const float *h,
-                     const float *cos_t, const float *sin_t) {
-  if (G.on) api_end(NULL);
-  g_mem_peak = g_mem_now;
+static int api_end(float *h) {
+  for (int i = 0; i < g_ndev; i++) {
+    use(i);
+    dev_end(h);
+  }
+  if (N.lib && g_ndev > 1)
+    for (int i = 0; i < g_ndev; i++)
+      if (N.comm[i]) N.destroy(N.comm[i]), N.comm[i] = NULL;
+  use(0);
+  return 0;
+}
+
+// device i's share: sequences s0..s1-1 (rows rebased to 0)
+static int dev_begin(const cslim_gpu_dims *d, int s0, int s1, const int *seq_start, const float *h, const float *cos_t,
+                     const float *sin_t) {
+  const int r0 = seq_start[s0], total = seq_start[s1] - r0, n_seqs = s1 - s0;
   G.d = *d;
+  G.mem_peak = G.mem_now;
   G.total = total;
   G.n_seqs = n_seqs;
   G.seq_start = (int *)malloc((size_t)(n_seqs + 1) * sizeof(int));
   if (!G.seq_start) return fail("out of memory");
-  memcpy(G.seq_start, seq_start, (size_t)(n_seqs + 1) * sizeof(int));
+  for (int s = 0; s <= n_seqs; s++) G.seq_start[s] = seq_start[s0 + s] - r0;
   CK(cudaStreamCreateWithFlags(&G.st, cudaStreamNonBlocking));
   CB(cublasCreate(&G.blas));
   CB(cublasSetStream(G.blas, G.st));
@@ -791,7 +939,7 @@ static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *
   // rows per group: whole sequences, at least 4096 rows (or the longest sequence)
   int longest = 0;
   for (int s = 0; s < n_seqs; s++)
-    if (seq_start[s + 1] - seq_start[s] > longest) longest = seq_start[s + 1] - seq_start[s];
+    if (G.seq_start[s + 1] - G.seq_start[s] > longest) longest = G.seq_start[s + 1] - G.seq_start[s];
   G.R = longest > 4096 ? longest : total < 4096 ? total : 4096;
   const size_t R = (size_t)G.R, H = d->hidden, Q = (size_t)d->n_heads * d->head_dim, KV = (size_t)d->n_kv_heads * d->head_dim;
   const size_t half = d->head_dim / 2;
@@ -807,11 +955,49 @@ static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *
   TRY(grow(&G.o, R * H * 4));
   TRY(grow(&G.g, R * d->inter * 4));
   TRY(grow(&G.u, R * d->inter * 4));
-  TRY(grow(&G.stats, (size_t)G.n_groups * sizeof(stats_dev)));
+  TRY(grow(&G.stats, (size_t)G.n_groups * 24));
   TRY(grow(&G.hist, (size_t)G.n_groups * 2048 * 8));
-  CK(cudaMemcpy(G.h.p, h, (size_t)total * H * 4, cudaMemcpyHostToDevice));
-  CK(cudaMemcpy(G.cos_t.p, cos_t, (size_t)total * half * 4, cudaMemcpyHostToDevice));
-  CK(cudaMemcpy(G.sin_t.p, sin_t, (size_t)total * half * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(G.h.p, h + (size_t)r0 * H, (size_t)total * H * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(G.cos_t.p, cos_t + (size_t)r0 * half, (size_t)total * half * 4, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(G.sin_t.p, sin_t + (size_t)r0 * half, (size_t)total * half * 4, cudaMemcpyHostToDevice));
+  return 0;
+}
+
+static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *seq_start, const float *h,
+                     const float *cos_t, const float *sin_t) {
+  api_end(NULL);
+  (void)total;
+  // whole sequences, about as many rows on each device (each gets at least one sequence)
+  const int want = g_ndev;
+  g_ndev = n_seqs < want ? n_seqs : want;
+  int bounds[MAX_DEV + 1], s = 0;
+  bounds[0] = 0;
+  for (int i = 0; i < g_ndev; i++) {
+    const long long target = (long long)seq_start[n_seqs] * (i + 1) / g_ndev;
+    int first = s;
+    while (s < n_seqs && n_seqs - s > g_ndev - 1 - i && (s == first || seq_start[s + 1] <= target)) s++;
+    if (i == g_ndev - 1) s = n_seqs;
+    bounds[i + 1] = s;
+  }
+  for (int i = 0; i <= g_ndev; i++) g_row0[i] = seq_start[bounds[i]];
+  for (int i = 0; i < g_ndev; i++) {
+    g_ctx[i].dev = g_dev_ids[i];
+    use(i);
+    if (dev_begin(d, bounds[i], bounds[i + 1], seq_start, h, cos_t, sin_t)) {
+      char e[512];
+      snprintf(e, sizeof e, "%s", g_err);
+      api_end(NULL);
+      g_ndev = want;
+      return fail("cuda:%d: %s", g_dev_ids[i], e);
+    }
+  }
+  use(0);
+  if (g_ndev > 1 && nccl_open()) {
+    char e[512];
+    snprintf(e, sizeof e, "%s", g_err);
+    api_end(NULL);
+    return fail("%s", e);
+  }
   return 0;
 }
 
@@ -821,7 +1007,7 @@ static int upload_f32(buf *b, const float *v, size_t n) {
   return 0;
 }
 
-static int api_set_norms(const float *in_w, const float *in_b, const float *post_w, const float *post_b,
+static int dev_set_norms(const float *in_w, const float *in_b, const float *post_w, const float *post_b,
                          const float *qn, const float *kn, int is_moe) {
   if (is_moe && !G.d.n_experts) return fail("a MoE layer, and the engine was started without experts");
   G.is_moe = is_moe;
@@ -838,7 +1024,17 @@ static int api_set_norms(const float *in_w, const float *in_b, const float *post
   return 0;
 }
 
-static int api_set_weight(int si, int dtype, const void *w, int out, int in, const float *bias) {
+static int api_set_norms(const float *in_w, const float *in_b, const float *post_w, const float *post_b,
+                         const float *qn, const float *kn, int is_moe) {
+  for (int i = 0; i < g_ndev; i++) {
+    use(i);
+    TRY(dev_set_norms(in_w, in_b, post_w, post_b, qn, kn, is_moe));
+  }
+  use(0);
+  return 0;
+}
+
+static int dev_set_weight(int si, int dtype, const void *w, int out, int in, const float *bias) {
   if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
   slot *s = &G.s[si];
   size_t es = dtype == CSLIM_GPU_F32 ? 4 : 2, n = (size_t)out * in;
@@ -856,39 +1052,78 @@ static int api_set_weight(int si, int dtype, const void *w, int out, int in, con
   return 0;
 }
 
-static int reset_stats(int g0, int n) {
-  stats_dev init[64];
-  for (int i = 0; i < 64; i++) init[i] = {INFINITY, -INFINITY, 0.0, 0.0};
-  for (int g = g0; g < g0 + n; g += 64)
-    CK(cudaMemcpyAsync((stats_dev *)G.stats.p + g, init, (size_t)(g0 + n - g < 64 ? g0 + n - g : 64) * sizeof(stats_dev),
-                       cudaMemcpyHostToDevice, G.st));
-  CK(cudaStreamSynchronize(G.st)); // init is on this stack
+static int api_set_weight(int si, int dtype, const void *w, int out, int in, const float *bias) {
+  for (int i = 0; i < g_ndev; i++) {
+    use(i);
+    TRY(dev_set_weight(si, dtype, w, out, in, bias));
+  }
+  use(0);
   return 0;
 }
 
+static int reset_stats(int g0, int n) {
+  const int ng = G.n_groups;
+  float *f = (float *)G.stats.p;
+  double *d = (double *)((char *)G.stats.p + (size_t)8 * ng);
+  k_reset_stats<<<(n + 127) / 128, 128, 0, G.st>>>(f + g0, f + ng + g0, d + g0, d + ng + g0, n);
+  return 0;
+}
+
+// device 0's (merged) statistics of groups [g0, g0 + n)
 static int read_stats(int g0, int n, cslim_gpu_stats *st) {
-  stats_dev *r = (stats_dev *)malloc((size_t)n * sizeof(stats_dev));
+  use(0);
+  const int ng = G.n_groups;
+  char *r = (char *)malloc((size_t)ng * 24);
   if (!r) return fail("out of memory");
-  if (cudaMemcpy(r, (stats_dev *)G.stats.p + g0, (size_t)n * sizeof(stats_dev), cudaMemcpyDeviceToHost) != cudaSuccess) {
+  if (cudaMemcpy(r, G.stats.p, (size_t)ng * 24, cudaMemcpyDeviceToHost) != cudaSuccess) {
     free(r);
     return fail("copying statistics back");
   }
-  for (int i = 0; i < n; i++) st[i] = {r[i].mn, r[i].mx, r[i].sum, r[i].sumsq};
+  const float *f = (const float *)r;
+  const double *d = (const double *)(r + (size_t)8 * ng);
+  for (int i = 0; i < n; i++) st[i] = {f[g0 + i], f[ng + g0 + i], d[g0 + i], d[ng + g0 + i]};
   free(r);
   return 0;
 }
 
-static int api_float_pass(int pass, cslim_gpu_stats *st, cslim_gpu_hist *h, int *tokens) {
+typedef struct pass_arg {
+  int pass;
+  cslim_gpu_hist *h;
+  int *tokens; // this device's
+  int e;       // expert_on_all
+} pass_arg;
+
+static int dev_float_pass(void *p) {
+  pass_arg *a = (pass_arg *)p;
   const int ng = G.is_moe ? G.n_groups : CSLIM_GPU_DENSE_GROUPS;
-  if (pass == CSLIM_GPU_PASS_STATS) {
-    TRY(reset_stats(0, ng));
-  } else {
+  if (a->pass == CSLIM_GPU_PASS_STATS) TRY(reset_stats(0, ng));
+  else CK(cudaMemsetAsync(G.hist.p, 0, (size_t)ng * 2048 * 8, G.st));
+  return run_layer(a->pass, a->h, a->tokens);
+}
+
+static int api_float_pass(int pass, cslim_gpu_stats *st, cslim_gpu_hist *h, int *tokens) {
+  use(0);
+  const int ng = G.is_moe ? G.n_groups : CSLIM_GPU_DENSE_GROUPS, E = G.d.n_experts;
+  if (pass != CSLIM_GPU_PASS_STATS)
     for (int i = 0; i < ng; i++)
       if (h[i].bins > 2048) return fail("at most 2048 histogram bins");
-    CK(cudaMemsetAsync(G.hist.p, 0, (size_t)ng * 2048 * 8, G.st));
+  pass_arg args[MAX_DEV];
+  int *tok = tokens ? (int *)calloc((size_t)g_ndev * (E ? E : 1), sizeof(int)) : NULL;
+  if (tokens && !tok) return fail("out of memory");
+  for (int i = 0; i < g_ndev; i++) args[i] = {pass, h, tok ? tok + (size_t)i * (E ? E : 1) : NULL, 0};
+  int rc = parallel(dev_float_pass, args, sizeof args[0]);
+  if (!rc && tokens)
+    for (int e = 0; e < E; e++) {
+      tokens[e] = 0;
+      for (int i = 0; i < g_ndev; i++) tokens[e] += tok[(size_t)i * E + e];
+    }
+  free(tok);
+  TRY(rc);
+  if (pass == CSLIM_GPU_PASS_STATS) {
+    TRY(nccl_merge(0, ng, 0));
+    return read_stats(0, ng, st);
   }
-  TRY(run_layer(pass, h, tokens));
-  if (pass == CSLIM_GPU_PASS_STATS) return read_stats(0, ng, st);
+  TRY(nccl_merge(0, 0, ng));
   unsigned long long *c = (unsigned long long *)malloc((size_t)ng * 2048 * 8);
   if (!c) return fail("out of memory");
   if (cudaMemcpy(c, G.hist.p, (size_t)ng * 2048 * 8, cudaMemcpyDeviceToHost) != cudaSuccess) {
@@ -902,7 +1137,8 @@ static int api_float_pass(int pass, cslim_gpu_stats *st, cslim_gpu_hist *h, int 
 }
 
 // expert e in float on every row of the MoE input (G.xa, as the last float pass left it), in row chunks
-static int api_expert_on_all(int e, cslim_gpu_stats *st) {
+static int dev_expert_on_all(void *p) {
+  const int e = ((pass_arg *)p)->e;
   if (!G.is_moe || e < 0 || e >= G.d.n_experts || !G.xa.p) return fail("expert %d: no MoE input on the GPU", e);
   const int H = G.d.hidden, NI = G.d.moe_inter, T = G.total, R = G.R;
   const int g0 = 5 + 2 * e;
@@ -919,57 +1155,72 @@ static int api_expert_on_all(int e, cslim_gpu_stats *st) {
     TRY(observe(CSLIM_GPU_PASS_STATS, g0 + 1, F(G.eg), (size_t)n * NI, NULL));
   }
   CK(cudaStreamSynchronize(G.st));
-  return read_stats(g0, 2, st);
-}
-
-static int api_quantize_weight(int si, int bits, int8_t *codes, float *scale, int64_t *rowsum, double *err, double *wsq,
-                               int *bad_row) {
-  if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
-  slot *s = &G.s[si];
-  if (!s->loaded) return fail("slot %d has no weights", si);
-  const int n = s->out, k = s->in;
-  const size_t per = 36; // scale (padded to 8), rowsum, err, wsq, bad: [0, 4n) [8n, 16n) [16n, 24n) [24n, 32n) [32n, 36n)
-  TRY(grow(&s->q, (size_t)n * k));
-  TRY(grow(&G.tmp, (size_t)n * per));
-  char *t = (char *)G.tmp.p;
-  float *d_scale = (float *)t;
-  long long *d_sum = (long long *)(t + (size_t)n * 8);
-  double *d_err = (double *)(t + (size_t)n * 16), *d_wsq = (double *)(t + (size_t)n * 24);
-  int *d_bad = (int *)(t + (size_t)n * 32);
-  k_wquant<<<n, 256, 0, G.st>>>(s->w.p, s->dtype, k, (1 << (bits - 1)) - 1, (int8_t *)s->q.p, d_scale, d_sum, d_err,
-                                d_wsq, d_bad);
-  char *hbuf = (char *)malloc((size_t)n * per);
-  if (!hbuf) return fail("out of memory");
-  cudaMemcpyAsync(hbuf, t, (size_t)n * per, cudaMemcpyDeviceToHost, G.st);
-  cudaMemcpyAsync(codes, s->q.p, (size_t)n * k, cudaMemcpyDeviceToHost, G.st);
-  cudaError_t e = cudaStreamSynchronize(G.st);
-  if (e != cudaSuccess) {
-    free(hbuf);
-    return fail("weight quantization: %s", cudaGetErrorString(e));
-  }
-  const int *hb = (const int *)(hbuf + (size_t)n * 32);
-  *bad_row = -1;
-  for (int r = 0; r < n; r++)
-    if (hb[r]) {
-      *bad_row = r;
-      break;
-    }
-  memcpy(scale, hbuf, (size_t)n * 4);
-  const long long *hs = (const long long *)(hbuf + (size_t)n * 8);
-  const double *he = (const double *)(hbuf + (size_t)n * 16), *hw = (const double *)(hbuf + (size_t)n * 24);
-  double es = 0, ws = 0;
-  for (int r = 0; r < n; r++) {
-    rowsum[r] = (int64_t)hs[r];
-    es += he[r];
-    ws += hw[r];
-  }
-  *err = es;
-  *wsq = ws;
-  free(hbuf);
   return 0;
 }
 
-static int api_set_qlinear(int si, const cslim_gpu_qlin *q) {
+static int api_expert_on_all(int e, cslim_gpu_stats *st) {
+  pass_arg args[MAX_DEV];
+  for (int i = 0; i < g_ndev; i++) args[i] = {0, NULL, NULL, e};
+  TRY(parallel(dev_expert_on_all, args, sizeof args[0]));
+  TRY(nccl_merge(5 + 2 * e, 2, 0));
+  return read_stats(5 + 2 * e, 2, st);
+}
+
+// every device computes the (identical) codes it needs; device 0's come back
+static int api_quantize_weight(int si, int bits, int8_t *codes, float *scale, int64_t *rowsum, double *err, double *wsq,
+                               int *bad_row) {
+  for (int i = g_ndev - 1; i >= 0; i--) {
+    use(i);
+    if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
+    slot *s = &G.s[si];
+    if (!s->loaded) return fail("slot %d has no weights", si);
+    const int n = s->out, k = s->in;
+    TRY(grow(&s->q, (size_t)n * k));
+    TRY(grow(&G.tmp, (size_t)n * 36)); // scale (padded to 8), rowsum, err, wsq, bad: [0, 4n) [8n, 16n) [16n, 24n) [24n, 32n) [32n, 36n)
+    char *t = (char *)G.tmp.p;
+    k_wquant<<<n, 256, 0, G.st>>>(s->w.p, s->dtype, k, (1 << (bits - 1)) - 1, (int8_t *)s->q.p, (float *)t,
+                                  (long long *)(t + (size_t)n * 8), (double *)(t + (size_t)n * 16),
+                                  (double *)(t + (size_t)n * 24), (int *)(t + (size_t)n * 32));
+    if (i > 0) continue;
+    const size_t per = 36;
+    char *hbuf = (char *)malloc((size_t)n * per);
+    if (!hbuf) return fail("out of memory");
+    cudaMemcpyAsync(hbuf, t, (size_t)n * per, cudaMemcpyDeviceToHost, G.st);
+    cudaMemcpyAsync(codes, s->q.p, (size_t)n * k, cudaMemcpyDeviceToHost, G.st);
+    cudaError_t e = cudaStreamSynchronize(G.st);
+    if (e != cudaSuccess) {
+      free(hbuf);
+      return fail("weight quantization: %s", cudaGetErrorString(e));
+    }
+    const int *hb = (const int *)(hbuf + (size_t)n * 32);
+    *bad_row = -1;
+    for (int r = 0; r < n; r++)
+      if (hb[r]) {
+        *bad_row = r;
+        break;
+      }
+    memcpy(scale, hbuf, (size_t)n * 4);
+    const long long *hs = (const long long *)(hbuf + (size_t)n * 8);
+    const double *he = (const double *)(hbuf + (size_t)n * 16), *hw = (const double *)(hbuf + (size_t)n * 24);
+    double es = 0, ws = 0;
+    for (int r = 0; r < n; r++) {
+      rowsum[r] = (int64_t)hs[r];
+      es += he[r];
+      ws += hw[r];
+    }
+    *err = es;
+    *wsq = ws;
+    free(hbuf);
+  }
+  for (int i = 1; i < g_ndev; i++) {
+    use(i);
+    CK(cudaStreamSynchronize(G.st));
+  }
+  use(0);
+  return 0;
+}
+
+static int dev_set_qlinear(int si, const cslim_gpu_qlin *q) {
   if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
   slot *s = &G.s[si];
   const size_t n = (size_t)s->out;
@@ -996,15 +1247,34 @@ static int api_set_qlinear(int si, const cslim_gpu_qlin *q) {
   return 0;
 }
 
-static int api_quant_pass(void) {
+static int api_set_qlinear(int si, const cslim_gpu_qlin *q) {
+  for (int i = 0; i < g_ndev; i++) {
+    use(i);
+    TRY(dev_set_qlinear(si, q));
+  }
+  use(0);
+  return 0;
+}
+
+static int dev_quant_pass(void *p) {
+  (void)p;
   TRY(run_layer(-1, NULL, NULL));
   for (int i = 0; i < G.n_slots; i++) G.s[i].loaded = 0; // the next layer uploads its own
   return 0;
 }
 
+static int api_quant_pass(void) {
+  pass_arg args[MAX_DEV];
+  return parallel(dev_quant_pass, args, sizeof args[0]);
+}
+
+// per device: the most held by any one
 static int api_memory(size_t *now, size_t *peak) {
-  *now = g_mem_now;
-  *peak = g_mem_peak;
+  *now = *peak = 0;
+  for (int i = 0; i < g_ndev; i++) {
+    if (g_ctx[i].mem_now > *now) *now = g_ctx[i].mem_now;
+    if (g_ctx[i].mem_peak > *peak) *peak = g_ctx[i].mem_peak;
+  }
   return 0;
 }
 
@@ -1017,9 +1287,9 @@ static void api_host_free(void *p) {
   if (p) cudaFreeHost(p);
 }
 
-static const cslim_gpu_layer_api g_api = {CSLIM_GPU_LAYER_API, api_last_error,  api_begin,         api_end,
-                                          api_set_norms,       api_set_weight,  api_float_pass,    api_expert_on_all,
-                                          api_quantize_weight, api_set_qlinear, api_quant_pass,    api_host_alloc,
-                                          api_host_free,       api_memory};
+static const cslim_gpu_layer_api g_api = {CSLIM_GPU_LAYER_API, api_last_error,  api_set_devices,   api_begin,
+                                          api_end,             api_set_norms,   api_set_weight,    api_float_pass,
+                                          api_expert_on_all,   api_quantize_weight, api_set_qlinear, api_quant_pass,
+                                          api_host_alloc,      api_host_free,   api_memory};
 
 extern "C" const cslim_gpu_layer_api *cslim_cuda_layer_api(void) { return &g_api; }

@@ -55,7 +55,8 @@ static int load_module(char *why, size_t cap) {
 }
 #endif
 
-static int g_gpu = -1; /* selected GPU, or -1 */
+static int g_gpu = -1; /* selected GPU (the first of several), or -1 */
+static int g_gpus[16], g_n_gpus;
 static char g_desc[160] = "cpu";
 
 int cslim_cuda_built(void) {
@@ -69,27 +70,50 @@ int cslim_cuda_built(void) {
 cslim_status cslim_device_select(const char *spec) {
   if (!spec || !strcmp(spec, "cpu")) {
     g_gpu = -1;
+    g_n_gpus = 0;
     snprintf(g_desc, sizeof g_desc, "cpu");
     return CSLIM_OK;
   }
-  int index = 0;
-  if (strncmp(spec, "cuda", 4) || (spec[4] && (spec[4] != ':' || sscanf(spec + 5, "%d", &index) != 1 || index < 0)))
-    return cslim_error(CSLIM_ERR_INVALID, "--device %s: cpu, cuda or cuda:N", spec);
-  if (strchr(spec, ','))
-    return cslim_error(CSLIM_ERR_NOT_IMPLEMENTED, "--device %s: several GPUs (data-parallel calibration) are not "
-                       "implemented yet; name one, e.g. cuda:0", spec);
+  /* cuda, cuda:N or cuda:N,M,... (distinct) */
+  int ids[16], n_ids = 0;
+  if (strncmp(spec, "cuda", 4) || (spec[4] && spec[4] != ':'))
+    return cslim_error(CSLIM_ERR_INVALID, "--device %s: cpu, cuda, cuda:N or cuda:N,M,...", spec);
+  if (!spec[4]) {
+    ids[n_ids++] = 0;
+  } else {
+    const char *q = spec + 5;
+    for (;;) {
+      char *end;
+      long v = strtol(q, &end, 10);
+      if (end == q || v < 0 || v > 1024 || n_ids == 16)
+        return cslim_error(CSLIM_ERR_INVALID, "--device %s: cpu, cuda, cuda:N or cuda:N,M,...", spec);
+      for (int i = 0; i < n_ids; i++)
+        if (ids[i] == (int)v) return cslim_error(CSLIM_ERR_INVALID, "--device %s: cuda:%ld named twice", spec, v);
+      ids[n_ids++] = (int)v;
+      if (!*end) break;
+      if (*end != ',') return cslim_error(CSLIM_ERR_INVALID, "--device %s: cpu, cuda, cuda:N or cuda:N,M,...", spec);
+      q = end + 1;
+    }
+  }
 #ifdef CSLIM_HAVE_CUDA
+  int index = ids[0];
   char why[512] = "";
   if (load_module(why, sizeof why))
     return cslim_error(CSLIM_ERR_UNSUPPORTED, "--device %s: cannot load the CUDA backend: %s", spec, why);
   int n = cuda_device_count();
   if (n <= 0) return cslim_error(CSLIM_ERR_UNSUPPORTED, "--device %s: no CUDA device is visible", spec);
-  if (index >= n) return cslim_error(CSLIM_ERR_INVALID, "--device %s: only %d CUDA device(s) (0 .. %d)", spec, n, n - 1);
+  for (int i = 0; i < n_ids; i++)
+    if (ids[i] >= n)
+      return cslim_error(CSLIM_ERR_INVALID, "--device %s: cuda:%d does not exist (%d CUDA device(s): 0 .. %d)", spec,
+                         ids[i], n, n - 1);
   char name[128] = "";
   if (cuda_open(index, name, sizeof name))
     return cslim_error(CSLIM_ERR_UNSUPPORTED, "--device %s: cannot initialise the device or cuBLAS", spec);
   g_gpu = index;
-  snprintf(g_desc, sizeof g_desc, "cuda:%d (%s)", index, name);
+  g_n_gpus = n_ids;
+  memcpy(g_gpus, ids, (size_t)n_ids * sizeof(int));
+  if (n_ids == 1) snprintf(g_desc, sizeof g_desc, "cuda:%d (%s)", index, name);
+  else snprintf(g_desc, sizeof g_desc, "%s (%d x %s)", spec, n_ids, name);
   return CSLIM_OK;
 #else
   return cslim_error(CSLIM_ERR_UNSUPPORTED, "--device %s: this build has no CUDA backend (configure with "
@@ -117,4 +141,10 @@ const cslim_gpu_layer_api *cslim_gpu_layer_engine(void) {
 #else
   return NULL;
 #endif
+}
+
+int cslim_device_gpus(int *ids, int cap) {
+  int n = g_gpu >= 0 ? g_n_gpus : 0;
+  for (int i = 0; i < n && i < cap; i++) ids[i] = g_gpus[i];
+  return n;
 }

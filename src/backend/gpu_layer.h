@@ -68,6 +68,9 @@ typedef struct cslim_gpu_qlin {
 typedef struct cslim_gpu_layer_api {
   int version; /* CSLIM_GPU_LAYER_API */
   const char *(*last_error)(void);
+  /* the CUDA devices to use (before begin); with several, the calibration rows are split between
+   * them (whole sequences) and the statistics merged through NCCL (loaded on demand) */
+  int (*set_devices)(const int *ids, int n);
   /* rows [total, hidden] of n_seqs sequences (seq_start[n_seqs + 1]); RoPE
    * tables [total, head_dim / 2]. Copies everything it needs. */
   int (*begin)(const cslim_gpu_dims *d, int total, int n_seqs, const int *seq_start, const float *h,
@@ -95,11 +98,11 @@ typedef struct cslim_gpu_layer_api {
   /* page-locked host memory (fast copies from the device), and its release */
   void *(*host_alloc)(size_t bytes);
   void (*host_free)(void *p);
-  /* bytes of device memory held now, and the most held so far */
+  /* bytes of device memory held now, and the most held so far (on the busiest device) */
   int (*memory)(size_t *now, size_t *peak);
 } cslim_gpu_layer_api;
 
-#define CSLIM_GPU_LAYER_API 2
+#define CSLIM_GPU_LAYER_API 3
 
 /* The module's entry point (dlsym'ed by src/backend/device.c). */
 const cslim_gpu_layer_api *cslim_cuda_layer_api(void);

@@ -32,7 +32,7 @@ int cmd_quant_vl(int argc, char **argv) {
       {"part_file_size", CLI_DOUBLE, &p.part_file_size, "GB", "shard the weights at this size", 0, 0},
       {"w_bit", CLI_INT, &w_bit, "N", "weight bits: 8 (default) or 4", 0, 0},
       {"a_bit", CLI_INT, &a_bit, "N", "activation bits: 8 (default) or 16 (weight only)", 0, 0},
-      {"device_type", CLI_STR, &device, "DEV", "cpu (default), cuda or cuda:N", 0, 0},
+      {"device_type", CLI_STR, &device, "DEV", "cpu (default), cuda, cuda:N or cuda:N,M,...", 0, 0},
       {"anti_method", CLI_STR, &anti_method, "M", "outlier suppression: m2 (default), m1, m4, m6", 0, 0},
       {"act_method", CLI_INT, &act_method, "1|2|3", "activation ranges: 2 histogram (default), 1 min-max, 3 auto", 0, 0},
       {"open_outlier", CLI_BOOL, &open_outlier, NULL, "low-bit: separate weight outliers (default True)", 0, 0},

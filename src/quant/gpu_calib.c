@@ -83,6 +83,8 @@ cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, 
   float *sn = malloc((size_t)a->total * (size_t)half * sizeof(float));
   cslim_status rc = cs && sn ? CSLIM_OK : cslim_error(CSLIM_ERR_NOMEM, "out of memory for the RoPE tables");
   if (!rc) rc = cslim_rope_tables(m, a->pos, a->total, 0, a->total, cs, sn);
+  int ids[16], n = cslim_device_gpus(ids, 16);
+  if (!rc && eng()->set_devices(ids, n > 16 ? 16 : n)) rc = engine_error("choosing the devices");
   if (!rc && eng()->begin(&d, a->total, a->n_seqs, a->seq_start, a->h, cs, sn)) rc = engine_error("moving the calibration rows");
   free(cs);
   free(sn);
