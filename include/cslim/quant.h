@@ -190,7 +190,7 @@ typedef struct cslim_quant_report {
   double seconds, t_read, t_forward, t_stats, t_write, t_verify, t_transform;
   int on_gpu;               /* the decoder layers ran whole on the GPU */
   uint64_t gpu_peak_bytes;  /* device memory held at most */
-  char gpu_note[256];       /* why they did not, when a GPU was selected */
+  char gpu_note[320];       /* when a GPU was selected and the layers did not run on it: what ran there, and why */
   uint64_t peak_rss, bytes_read, bytes_written;
   int calib_tokens, calib_samples;
   cslim_qtype model_quant_type;

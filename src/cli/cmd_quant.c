@@ -63,7 +63,7 @@ static void print_report(const cslim_quant_params *p, const cslim_quant_report *
            cslim_device_describe(), p->gpu_gemm == CSLIM_GEMM_BF16 ? "bf16" : p->gpu_gemm == CSLIM_GEMM_TF32 ? "tf32" : "fp32",
            (double)r->gpu_peak_bytes / 1e9);
   else if (r->gpu_note[0])
-    printf("  device: %s, float GEMMs only (%s)\n", cslim_device_describe(), r->gpu_note);
+    printf("  device: %s, %s\n", cslim_device_describe(), r->gpu_note);
   else
     printf("  device: %s\n", cslim_device_describe());
   printf("  time %.2f s (read %.2f, forward %.2f, statistics %.2f, write %.2f, check %.2f); peak RSS %.0f MB; "
