@@ -60,6 +60,7 @@ static void test_qparams(void **s) {
     float off = (float)((int)(st >> 40 & 255) - 128), bias = t % 3 ? (float)(st >> 20 & 1023) / 97.0f : 0.0f;
     float deq = 1e-4f * (float)(1 + (st >> 8 & 255));
     assert_int_equal(cslim_quant_bias_of(r, 64, off, bias, deq), cslim_quant_bias_from_sum(sum, off, bias, deq));
+    assert_int_equal(cslim_quant_bias_row(r, NULL, 0, 64, off, bias, deq), cslim_quant_bias_row(r, &sum, 0, 64, off, bias, deq));
   }
   /* borrowed codes (the GPU engine's page-locked buffers) are not freed with the rest */
   int8_t mine[4] = {1, 2, 3, 4};

@@ -265,6 +265,12 @@ int32_t cslim_quant_bias_of(const int8_t *q, int k, float in_offset, float bias,
   return cslim_quant_bias_from_sum(sum, in_offset, bias, deq);
 }
 
+int32_t cslim_quant_bias_row(const int8_t *codes, const int64_t *rowsum, int o, int k, float in_offset, float bias,
+                             float deq) {
+  return rowsum ? cslim_quant_bias_from_sum(rowsum[o], in_offset, bias, deq)
+                : cslim_quant_bias_of(codes + (size_t)o * (size_t)k, k, in_offset, bias, deq);
+}
+
 int32_t cslim_quant_bias_from_sum(int64_t sum, float in_offset, float bias, float deq) {
   /* round(b / deq - o * sum(Wq)): exact -o*sum without a bias */
   double v = (bias != 0.0f ? (double)(bias / deq) : 0.0) - (double)in_offset * (double)sum;
@@ -355,10 +361,8 @@ cslim_status cslim_exporter_put_linear(cslim_exporter *e, const char *lin, const
     } else if (!strcmp(sfx, "quant_bias")) {
       int32_t *qb = (int32_t *)fbuf;
       for (int o = 0; o < n; o++)
-        qb[o] = r->rowsum ? cslim_quant_bias_from_sum(r->rowsum[o], r->in_offset, r->bias ? r->bias[o] : 0.0f,
-                                                      cslim_deq_scale_of(r->in_scale, r->wscale[o]))
-                          : cslim_quant_bias_of(r->q + (size_t)o * k, k, r->in_offset, r->bias ? r->bias[o] : 0.0f,
-                                                cslim_deq_scale_of(r->in_scale, r->wscale[o]));
+        qb[o] = cslim_quant_bias_row(r->q, r->rowsum, o, k, r->in_offset, r->bias ? r->bias[o] : 0.0f,
+                                     cslim_deq_scale_of(r->in_scale, r->wscale[o]));
       rc = cslim_st_writer_put(e->w, name, qb);
     } else if (!strcmp(sfx, "scale_bias")) {
       int chunks = cslim_linear_is_row_parallel(lin) ? 16 : 1;

@@ -81,6 +81,9 @@ float cslim_deq_scale_of(float in_scale, float wscale);
 int32_t cslim_quant_bias_of(const int8_t *qrow, int k, float in_offset, float bias, float deq);
 /* The same from the sum of the row's codes. */
 int32_t cslim_quant_bias_from_sum(int64_t code_sum, float in_offset, float bias, float deq);
+/* Row o of codes [n, k]: from rowsum[o] when the quantizer gave row sums (rowsum not NULL), else from the codes. */
+int32_t cslim_quant_bias_row(const int8_t *codes, const int64_t *rowsum, int o, int k, float in_offset, float bias,
+                             float deq);
 void cslim_scale_bias_of(const int8_t *qrow, int k, float wscale, const float *wscale2, int group_size, int chunks,
                          float *out);
 

@@ -305,8 +305,7 @@ static cslim_status rt_build(qctx *c, lin_q *q) {
     if (!r->deq || !r->qbias) goto oom;
     for (int o = 0; o < n; o++) {
       r->deq[o] = cslim_deq_scale_of(q->in_scale, q->wq.scale[o]);
-      r->qbias[o] = q->wq.rowsum ? cslim_quant_bias_from_sum(q->wq.rowsum[o], q->in_offset, l->b ? l->b[o] : 0.0f, r->deq[o])
-                                 : cslim_quant_bias_of(q->wq.q + (size_t)o * k, k, q->in_offset, l->b ? l->b[o] : 0.0f, r->deq[o]);
+      r->qbias[o] = cslim_quant_bias_row(q->wq.q, q->wq.rowsum, o, k, q->in_offset, l->b ? l->b[o] : 0.0f, r->deq[o]);
     }
   }
   q->rt = r;
@@ -473,60 +472,81 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
   return rc;
 }
 
-/* ---- writing a layer while the next one calibrates (GPU runs) ------------------------------------------- */
+/* ---- work on a thread of its own (GPU runs: the writing overlaps the calibration) -------------------------- */
 
-static void layer_cleanup(qctx *c);
-
-typedef struct export_job {
-  qctx c; /* the layer's state, handed over: layer, slots, observers */
-  cslim_exporter *ex;
+typedef struct bg_job {
+  cslim_status (*fn)(void *arg);
+  void *arg;
   pthread_t th;
-  int running;
+  int running, threaded;
   cslim_status rc;
-  char msg[512];
-  double seconds;
-} export_job;
+  char msg[512]; /* the error message (thread-local where it was raised) */
+} bg_job;
 
-static void *export_main(void *arg) {
-  export_job *j = arg;
-  double t0 = cslim_now();
-  j->rc = export_layer(&j->c, j->ex);
+static void *bg_main(void *p) {
+  bg_job *j = p;
+  j->rc = j->fn(j->arg);
   if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", cslim_errmsg());
-  j->seconds = cslim_now() - t0;
   return NULL;
 }
 
-/* Wait for the job in flight and release its layer; its error, if any, becomes ours. */
-static cslim_status export_wait(export_job *j, cslim_quant_report *rep) {
+/* fn(arg) on a thread, or here when no thread can be had */
+static void bg_start(bg_job *j, cslim_status (*fn)(void *), void *arg) {
+  j->fn = fn;
+  j->arg = arg;
+  j->rc = CSLIM_OK;
+  j->threaded = pthread_create(&j->th, NULL, bg_main, j) == 0;
+  if (!j->threaded) bg_main(j);
+  j->running = 1;
+}
+
+/* Wait for it (the time waited counts as writing); its error, if any, becomes ours. */
+static cslim_status bg_wait(bg_job *j, cslim_quant_report *rep) {
   if (!j->running) return CSLIM_OK;
   double t0 = cslim_now();
-  pthread_join(j->th, NULL);
+  if (j->threaded) pthread_join(j->th, NULL);
   j->running = 0;
-  rep->t_write += cslim_now() - t0; /* only what the calibration waited for */
-  layer_cleanup(&j->c);
-  cslim_layer_free(j->c.m, j->c.layer);
-  j->c.layer = NULL;
+  rep->t_write += cslim_now() - t0;
   return j->rc ? cslim_error(j->rc, "%s", j->msg) : CSLIM_OK;
 }
 
-/* Hand the calibrated layer in c to a writer thread (after the previous one is done). */
+/* A calibrated layer being written while the next one calibrates. */
+static void layer_cleanup(qctx *c);
+
+typedef struct export_job {
+  bg_job bg;
+  qctx c; /* the layer's state, handed over: layer, slots, observers */
+  cslim_exporter *ex;
+} export_job;
+
+static cslim_status export_fn(void *arg) {
+  export_job *j = arg;
+  return export_layer(&j->c, j->ex);
+}
+
+/* Wait for the layer in flight and release it. */
+static cslim_status export_wait(export_job *j, cslim_quant_report *rep) {
+  if (!j->bg.running) return CSLIM_OK;
+  cslim_status rc = bg_wait(&j->bg, rep);
+  layer_cleanup(&j->c);
+  cslim_layer_free(j->c.m, j->c.layer);
+  j->c.layer = NULL;
+  return rc;
+}
+
+/* Hand the calibrated layer in c to the writer (after the previous one is written). */
 static cslim_status export_async(qctx *c, export_job *j, cslim_exporter *ex, cslim_quant_report *rep) {
   cslim_status rc = export_wait(j, rep);
   if (rc) return rc;
   j->c = *c;
   j->ex = ex;
-  j->rc = CSLIM_OK;
   c->lq = NULL; /* now the job's */
   c->g = NULL;
   c->tokens = NULL;
   c->moe_in = NULL;
   c->n_slots = c->n_groups = 0;
   c->layer = NULL;
-  if (pthread_create(&j->th, NULL, export_main, j)) { /* no thread: write it here */
-    j->rc = export_layer(&j->c, ex);
-    if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", cslim_errmsg());
-  }
-  j->running = 1;
+  bg_start(&j->bg, export_fn, j);
   return CSLIM_OK;
 }
 
@@ -882,33 +902,19 @@ static cslim_status write_outer(cslim_model *m, cslim_xform *xf, const vis_lin *
   return rc;
 }
 
-/* write_outer on a thread of its own (GPU runs: the copy of the embedding and lm_head overlaps the layers) */
+/* write_outer as a job of its own (GPU runs: the copy of the embedding and lm_head overlaps the layers) */
 typedef struct outer_job {
+  bg_job bg;
   cslim_model *m;
   cslim_xform *xf;
   const vis_lin *VLs;
   int nvl;
   cslim_exporter *ex;
-  pthread_t th;
-  int running;
-  cslim_status rc;
-  char msg[512];
 } outer_job;
 
-static void *outer_main(void *arg) {
+static cslim_status outer_fn(void *arg) {
   outer_job *j = arg;
-  j->rc = write_outer(j->m, j->xf, j->VLs, j->nvl, j->ex);
-  if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", cslim_errmsg());
-  return NULL;
-}
-
-static cslim_status outer_wait(outer_job *j, cslim_quant_report *rep) {
-  if (!j->running) return CSLIM_OK;
-  double t0 = cslim_now();
-  pthread_join(j->th, NULL);
-  j->running = 0;
-  rep->t_write += cslim_now() - t0;
-  return j->rc ? cslim_error(j->rc, "%s", j->msg) : CSLIM_OK;
+  return write_outer(j->m, j->xf, j->VLs, j->nvl, j->ex);
 }
 
 /* ---- calibration data ------------------------------------------------------------------------------------- */
@@ -1111,9 +1117,9 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     rep->calib_samples = cal.n;
     if (!rep->layers || !rep->expert_tokens || !rep->expert_fallback) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   }
-  outer_job outer = {m, xf, VLs, nvl, ex, 0, 0, CSLIM_OK, ""};
-  if (!rc && cslim_device_is_gpu() && !xf && pthread_create(&outer.th, NULL, outer_main, &outer) == 0) {
-    outer.running = 1;
+  outer_job outer = {.m = m, .xf = xf, .VLs = VLs, .nvl = nvl, .ex = ex};
+  if (!rc && cslim_device_is_gpu() && !xf) {
+    bg_start(&outer.bg, outer_fn, &outer);
   } else if (!rc) {
     double t0 = cslim_now();
     rc = write_outer(m, xf, VLs, nvl, ex);
@@ -1173,7 +1179,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   }
   cslim_status wrc = export_wait(&job, rep);
   if (!rc) rc = wrc;
-  wrc = outer_wait(&outer, rep);
+  wrc = bg_wait(&outer.bg, rep);
   if (!rc) rc = wrc;
   if (prog_on) cslim_progress_end(&prog);
   if (c.gpu) {
