@@ -91,6 +91,8 @@ typedef struct ctx {
   int has_norm_b[2];
   slot *s; // [n_slots]
   int n_slots, n_groups, is_moe;
+  buf chan; // per-channel min / max of groups 0..3: [4][2][max width]
+  size_t chan_w;
   buf stats, hist, tmp; // stats: min [groups] f32, max [groups] f32, sum [groups] f64, sum of squares [groups] f64
   // the MoE block over all rows: normed input, output, router logits, top-k, rows by expert
   buf xa, mo, logits, sel, wts, tok, tw, xe, eg, eu, ye;
@@ -345,6 +347,24 @@ __global__ void k_observe(const float *x, size_t n, float *st_mn, float *st_mx, 
     atomicAdd(st_sum, s);
     atomicAdd(st_sq, q);
   }
+}
+
+// per-channel min / max over rows (threads across channels, blocks in y across rows)
+__global__ void k_chstats(const float *x, int rows, int n, float *mn, float *mx) {
+  int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= n) return;
+  float a = INFINITY, b = -INFINITY;
+  for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+    float v = x[(size_t)r * n + c];
+    a = v < a ? v : a;
+    b = v > b ? v : b;
+  }
+  atomic_min_f(&mn[c], a);
+  atomic_max_f(&mx[c], b);
+}
+
+__global__ void k_fill(float *p, size_t n, float v) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) p[i] = v;
 }
 
 __global__ void k_reset_stats(float *mn, float *mx, double *sum, double *sq, int n) {
@@ -611,9 +631,21 @@ static int attention(const float *q, const float *k, const float *v, int n, floa
 
 // ---- the layer ---------------------------------------------------------------------------------------------
 
+static int group_width(int group) {
+  const int w[4] = {G.d.hidden, G.d.n_heads * G.d.head_dim, G.d.hidden, G.d.inter};
+  return group < 4 ? w[group] : 0;
+}
+
 static int observe(int pass, int group, const float *x, size_t n, cslim_gpu_hist *h) {
   if (pass < 0 || n == 0) return 0; // quantized pass: nothing observed
-  if (pass == CSLIM_GPU_PASS_STATS) {
+  if (pass == CSLIM_GPU_PASS_CHANNELS) {
+    const int w = group_width(group);
+    if (!w) return 0;
+    const int rows = (int)(n / (size_t)w);
+    float *mn = F(G.chan) + (size_t)group * 2 * G.chan_w, *mx = mn + G.chan_w;
+    dim3 grid((unsigned)((w + 255) / 256), (unsigned)(rows < 64 ? rows : 64));
+    k_chstats<<<grid, 256, 0, G.st>>>(x, rows, w, mn, mx);
+  } else if (pass == CSLIM_GPU_PASS_STATS) {
     const int ng = G.n_groups;
     float *f = (float *)G.stats.p;
     double *d = (double *)((char *)G.stats.p + (size_t)8 * ng);
@@ -754,7 +786,7 @@ static int run_layer(int pass, cslim_gpu_hist *hist, int *tokens) {
     s0 = s1;
   }
   if (G.is_moe) {
-    TRY(moe_rows(pass, hb, hist, tokens));
+    if (pass != CSLIM_GPU_PASS_CHANNELS) TRY(moe_rows(pass, hb, hist, tokens)); // no channel statistics there
   } else {
     for (int r0 = 0; r0 < G.total; r0 += G.R) TRY(mlp_rows(pass, r0, G.total - r0 < G.R ? G.total - r0 : G.R, hb, hist));
   }
@@ -886,7 +918,7 @@ static void dev_end(float *h) {
                (size_t)G.total * G.d.hidden * 4, cudaMemcpyDeviceToHost);
   buf *all[] = {&G.h,  &G.cos_t, &G.sin_t, &G.hs,    &G.xn,  &G.q,   &G.k,    &G.v,   &G.ctx, &G.o,
                 &G.g,  &G.u,     &G.S,     &G.xq,    &G.acc, &G.rs,  &G.xb,   &G.stats, &G.hist, &G.tmp,
-                &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.tok, &G.tw,   &G.xe,  &G.eg,  &G.eu, &G.ye};
+                &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.tok, &G.tw,   &G.xe,  &G.eg,  &G.eu, &G.ye, &G.chan};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
   for (int i = 0; i < 6; i++) drop(&G.norm[i]);
   for (int i = 0; G.s && i < G.n_slots; i++) {
@@ -1158,6 +1190,46 @@ static int dev_expert_on_all(void *p) {
   return 0;
 }
 
+static int dev_channel_pass(void *p) {
+  (void)p;
+  size_t w = 0;
+  for (int g = 0; g < 4; g++) w = (size_t)group_width(g) > w ? (size_t)group_width(g) : w;
+  TRY(grow(&G.chan, 4 * 2 * w * 4));
+  G.chan_w = w;
+  for (int g = 0; g < 4; g++) {
+    k_fill<<<grid_for(w), 256, 0, G.st>>>(F(G.chan) + (size_t)g * 2 * w, w, INFINITY);
+    k_fill<<<grid_for(w), 256, 0, G.st>>>(F(G.chan) + (size_t)g * 2 * w + w, w, -INFINITY);
+  }
+  return run_layer(CSLIM_GPU_PASS_CHANNELS, NULL, NULL);
+}
+
+// every device on its rows; min / max combined here (exact in any order)
+static int api_channel_pass(float *const *mn, float *const *mx) {
+  pass_arg args[MAX_DEV];
+  TRY(parallel(dev_channel_pass, args, sizeof args[0]));
+  for (int i = 0; i < g_ndev; i++) {
+    use(i);
+    const size_t w = G.chan_w;
+    float *c = (float *)malloc(4 * 2 * w * 4);
+    if (!c) return fail("out of memory");
+    if (cudaMemcpy(c, G.chan.p, 4 * 2 * w * 4, cudaMemcpyDeviceToHost) != cudaSuccess) {
+      free(c);
+      return fail("copying channel statistics back");
+    }
+    for (int g = 0; g < 4; g++) {
+      const int n = group_width(g);
+      const float *a = c + (size_t)g * 2 * w, *b = a + w;
+      for (int j = 0; mn[g] && j < n; j++) {
+        if (i == 0 || a[j] < mn[g][j]) mn[g][j] = a[j];
+        if (i == 0 || b[j] > mx[g][j]) mx[g][j] = b[j];
+      }
+    }
+    free(c);
+  }
+  use(0);
+  return 0;
+}
+
 static int api_expert_on_all(int e, cslim_gpu_stats *st) {
   pass_arg args[MAX_DEV];
   for (int i = 0; i < g_ndev; i++) args[i] = {0, NULL, NULL, e};
@@ -1287,9 +1359,9 @@ static void api_host_free(void *p) {
   if (p) cudaFreeHost(p);
 }
 
-static const cslim_gpu_layer_api g_api = {CSLIM_GPU_LAYER_API, api_last_error,  api_set_devices,   api_begin,
-                                          api_end,             api_set_norms,   api_set_weight,    api_float_pass,
-                                          api_expert_on_all,   api_quantize_weight, api_set_qlinear, api_quant_pass,
-                                          api_host_alloc,      api_host_free,   api_memory};
+static const cslim_gpu_layer_api g_api = {CSLIM_GPU_LAYER_API, api_last_error,   api_set_devices,   api_begin,
+                                          api_end,             api_set_norms,    api_set_weight,    api_float_pass,
+                                          api_channel_pass,    api_expert_on_all, api_quantize_weight, api_set_qlinear,
+                                          api_quant_pass,      api_host_alloc,   api_host_free,     api_memory};
 
 extern "C" const cslim_gpu_layer_api *cslim_cuda_layer_api(void) { return &g_api; }

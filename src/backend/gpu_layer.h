@@ -35,7 +35,7 @@ extern "C" {
 enum { CSLIM_GPU_DENSE_SLOTS = 7, CSLIM_GPU_DENSE_GROUPS = 4 };
 enum { CSLIM_GPU_F32 = 0, CSLIM_GPU_BF16 = 1, CSLIM_GPU_F16 = 2 };         /* weight / served dtypes */
 enum { CSLIM_GPU_LIN_FLOAT = 0, CSLIM_GPU_LIN_STATIC, CSLIM_GPU_LIN_DYNAMIC, CSLIM_GPU_LIN_W8A16 };
-enum { CSLIM_GPU_PASS_STATS = 0, CSLIM_GPU_PASS_HIST = 1 };
+enum { CSLIM_GPU_PASS_STATS = 0, CSLIM_GPU_PASS_HIST = 1, CSLIM_GPU_PASS_CHANNELS = 2 };
 
 typedef struct cslim_gpu_dims {
   int hidden, inter, n_heads, n_kv_heads, head_dim;
@@ -85,6 +85,9 @@ typedef struct cslim_gpu_layer_api {
   /* STATS: st[groups]; HIST: h[groups] (bins 0 for a group without one); groups = 4 for a dense
    * layer, 5 + 2 E for a MoE one. tokens[E]: rows routed to each expert (STATS, MoE), or NULL. */
   int (*float_pass)(int pass, cslim_gpu_stats *st, cslim_gpu_hist *h, int *tokens);
+  /* Float pass collecting per-channel min and max of the inputs of groups 0..3 (q/k/v, o, gate/up,
+   * down; a MoE layer's block is not run): mn[g], mx[g] host arrays of the group's width, or NULL. */
+  int (*channel_pass)(float *const *mn, float *const *mx);
   /* MoE, after float_pass(STATS): expert e run in float on every row of the block's input,
    * st[0] its gate/up input, st[1] its down input (for experts that saw too few tokens) */
   int (*expert_on_all)(int e, cslim_gpu_stats *st);
@@ -102,7 +105,7 @@ typedef struct cslim_gpu_layer_api {
   int (*memory)(size_t *now, size_t *peak);
 } cslim_gpu_layer_api;
 
-#define CSLIM_GPU_LAYER_API 3
+#define CSLIM_GPU_LAYER_API 4
 
 /* The module's entry point (dlsym'ed by src/backend/device.c). */
 const cslim_gpu_layer_api *cslim_cuda_layer_api(void);

@@ -465,7 +465,7 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
   rc = c->gpu ? cslim_gpu_calib_run_quantized(l) : cslim_layer_forward(c->m, l, a, NULL, NULL);
   if (!rc && c->anti) rc = cslim_layer_forward(c->m, l, c->anti, NULL, NULL); /* the smoothing set follows */
   rep->t_forward += cslim_now() - t0;
-  if (rc || c->gpu) return rc; /* on the GPU, a writer thread writes the layer (export_async) */
+  if (rc || (c->gpu && !c->x)) return rc; /* on the GPU, a writer thread writes the layer (export_async) */
   t0 = cslim_now();
   rc = export_layer(c, ex);
   rep->t_write += cslim_now() - t0;
@@ -1137,13 +1137,13 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   if (!rc && !ds && cslim_device_is_gpu())
     snprintf(rep->gpu_note, sizeof rep->gpu_note, "unused (no calibration data: weights are quantized on the CPU)");
   if (!rc && ds && cslim_device_is_gpu()) { /* the whole layer on the GPU, when it can take the run */
-    const char *why = cslim_gpu_calib_unsupported(m, p, xf != NULL, anti != NULL, a);
+    const char *why = cslim_gpu_calib_unsupported(m, p, xf, anti != NULL, a);
     if (why) {
       snprintf(rep->gpu_note, sizeof rep->gpu_note, "float GEMMs only (%s)", why);
       CSLIM_INFO("%s: float GEMMs only on the GPU (%s)", cslim_device_describe(), why);
     } else {
       double t0 = cslim_now();
-      rc = cslim_gpu_calib_begin(m, p, a);
+      rc = cslim_gpu_calib_begin(m, p, xf, a);
       rep->t_forward += cslim_now() - t0;
       c.gpu = rep->on_gpu = !rc;
     }
@@ -1159,17 +1159,19 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     }
     double t0 = cslim_now();
     if ((rc = cslim_layer_load(m, l, &c.layer))) break;
-    if (!rc && c.gpu) rc = cslim_gpu_calib_upload(m, c.layer, l + 1 < t->num_layers ? l + 1 : -1);
+    const int next = l + 1 < t->num_layers ? l + 1 : -1;
+    if (!rc && c.gpu && !xf) rc = cslim_gpu_calib_upload(m, c.layer, next);
     rep->t_read += cslim_now() - t0;
     t0 = cslim_now();
-    if (!rc) rc = cslim_xform_layer(xf, c.layer, anti ? anti : a);
+    if (!rc && c.gpu && xf) rc = cslim_gpu_calib_transform(m, xf, c.layer, next); /* statistics from the GPU */
+    else if (!rc) rc = cslim_xform_layer(xf, c.layer, anti ? anti : a);
     rep->t_transform += cslim_now() - t0;
     int E = t->num_experts;
     layer_out lo = {&rep->layers[l], rep->expert_tokens + (size_t)l * (size_t)(E ? E : 1),
                     rep->expert_fallback + (size_t)l * (size_t)(E ? E : 1)};
     if (!rc) rc = ds ? calibrate_layer(&c, a, ex, &lo, rep) : quantize_layer_data_free(&c, ex, &lo, rep);
     if (!rc && !ds && anti) rc = cslim_layer_forward(m, c.layer, anti, NULL, NULL); /* float: nothing quantized ran */
-    if (!rc && c.gpu) rc = export_async(&c, &job, ex, rep);
+    if (!rc && c.gpu && !xf) rc = export_async(&c, &job, ex, rep); /* with transforms: written above, in turn */
     layer_cleanup(&c);
     cslim_xform_layer_done(xf);
     cslim_layer_free(m, c.layer);

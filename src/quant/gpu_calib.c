@@ -22,14 +22,19 @@ static const char *const g_linears[CSLIM_GPU_DENSE_SLOTS] = {"self_attn.q_proj",
 
 static int gpu_dtype(cslim_dtype t) { return t == CSLIM_BF16 ? CSLIM_GPU_BF16 : t == CSLIM_F16 ? CSLIM_GPU_F16 : CSLIM_GPU_F32; }
 
-const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, int has_xform, int has_anti,
-                                        const cslim_acts *a) {
+const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
+                                        int has_anti, const cslim_acts *a) {
   static char why[256];
   const cslim_text_config *t = &m->cfg.text;
   if (!eng()) return "no GPU layer engine";
-  if (has_xform || has_anti) return "outlier suppression and rotation run on the CPU";
+  if (has_anti) return "a separate smoothing set (--anti_data) runs on the CPU";
+  if (!cslim_xform_stats_only(xf)) {
+    snprintf(why, sizeof why, "--anti_method %s%s searches over activation samples on the CPU",
+             cslim_anti_method_name(p->anti_method), p->anti_experts ? " with every expert's up-down" : "");
+    return why;
+  }
   if (!a || a->visual) return "image samples run on the CPU";
-  if (m->fused_experts && !m->fused_transposed) return "fused [E, H, 2I] expert tensors run on the CPU";
+  if (!xf && m->fused_experts && !m->fused_transposed) return "fused [E, H, 2I] expert tensors run on the CPU";
   for (int l = 0; l < t->num_layers; l++) {
     const int moe = cslim_layer_is_moe(t, l), n = moe ? 5 + 3 * t->num_experts : CSLIM_GPU_DENSE_SLOTS;
     for (int s = 0; s < n; s++) {
@@ -40,6 +45,7 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
       else snprintf(rest, sizeof rest, "layers.%d.mlp.experts.%d.%s", l, (s - 5) / 3, g_linears[4 + (s - 5) % 3] + 4);
       cslim_model_tensor_name(m, rest, name, sizeof name);
       const int fused = s >= 5 && moe && m->fused_experts;
+      if (fused && xf) continue; /* converted on the host (the transforms) */
       if (fused) {
         snprintf(rest, sizeof rest, "layers.%d.mlp.experts.%s", l, (s - 5) % 3 == 2 ? "down_proj" : "gate_up_proj");
         cslim_model_tensor_name(m, rest, tensor, sizeof tensor);
@@ -73,7 +79,8 @@ static void *g_pin[2][CSLIM_GPU_DENSE_SLOTS];
 static size_t g_pin_cap[2][CSLIM_GPU_DENSE_SLOTS];
 static int g_set; /* the set of the layer being calibrated */
 
-cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, const cslim_acts *a) {
+cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
+                                   const cslim_acts *a) {
   const cslim_text_config *t = &m->cfg.text;
   const int half = t->head_dim / 2;
   cslim_gpu_dims d = {t->hidden_size, t->intermediate_size, t->num_heads, t->num_kv_heads, t->head_dim,
@@ -88,7 +95,7 @@ cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, 
   if (!rc && eng()->begin(&d, a->total, a->n_seqs, a->seq_start, a->h, cs, sn)) rc = engine_error("moving the calibration rows");
   free(cs);
   free(sn);
-  if (!rc) m->defer_linears = 1;
+  if (!rc) m->defer_linears = !xf; /* the transforms need the float32 weights on the host */
   g_rows = a->total;
   g_peak = 0;
   return rc;
@@ -110,6 +117,19 @@ void cslim_gpu_calib_end(cslim_model *m) {
 
 size_t cslim_gpu_calib_peak_memory(void) { return g_peak; }
 
+/* the kernel reads layer `next` (-1: none) from disk while this one computes */
+static void prefetch_layer(cslim_model *m, int next) {
+  if (next < 0) return;
+  char pre[160], name[192];
+  snprintf(pre, sizeof pre, "layers.%d.", next);
+  cslim_model_tensor_name(m, pre, name, sizeof name);
+  size_t k = strlen(name);
+  for (size_t i = 0; i < cslim_st_count(m->st); i++) {
+    const cslim_tensor *t = cslim_st_at(m->st, i);
+    if (!strncmp(t->name, name, k)) cslim_st_prefetch(m->st, t);
+  }
+}
+
 static cslim_status upload_linear(cslim_model *m, cslim_linear *x) {
   const cslim_tensor *t = x->src;
   const char *data = t->data;
@@ -124,16 +144,7 @@ static cslim_status upload_linear(cslim_model *m, cslim_linear *x) {
 
 cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l, int next) {
   g_set = l->index & 1;
-  if (next >= 0) { /* the kernel reads the next layer from disk while this one computes */
-    char pre[160], name[192];
-    snprintf(pre, sizeof pre, "layers.%d.", next);
-    cslim_model_tensor_name(m, pre, name, sizeof name);
-    size_t k = strlen(name);
-    for (size_t i = 0; i < cslim_st_count(m->st); i++) {
-      const cslim_tensor *t = cslim_st_at(m->st, i);
-      if (!strncmp(t->name, name, k)) cslim_st_prefetch(m->st, t);
-    }
-  }
+  prefetch_layer(m, next);
   if (eng()->set_norms(l->input_norm, l->input_norm_b, l->post_norm, l->post_norm_b, l->q_norm, l->k_norm, l->is_moe))
     return engine_error("uploading the norms");
   cslim_linear *dense[CSLIM_GPU_DENSE_SLOTS] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down};
@@ -153,6 +164,57 @@ static void merge_stats(cslim_observer *o, const cslim_gpu_stats *st, int64_t co
   o->sumsq += st->sumsq;
   o->count += count;
   o->rows += rows;
+}
+
+/* the layer's norms and weights from their float32 host copies (the transforms' output); with_experts:
+ * the router and the experts too, converted one at a time (with the transforms' hook) and released */
+static cslim_status upload_host(cslim_model *m, cslim_layer *l, int with_experts) {
+  if (eng()->set_norms(l->input_norm, l->input_norm_b, l->post_norm, l->post_norm_b, l->q_norm, l->k_norm, l->is_moe))
+    return engine_error("uploading the norms");
+  cslim_linear *dense[CSLIM_GPU_DENSE_SLOTS] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down};
+  cslim_status rc = CSLIM_OK;
+  for (int s = 0; s < (l->is_moe ? 4 : CSLIM_GPU_DENSE_SLOTS) && !rc; s++) {
+    cslim_linear *x = dense[s];
+    if (!x->w) rc = cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", x->name);
+    else if (eng()->set_weight(x->slot, CSLIM_GPU_F32, x->w, x->out, x->in, x->b)) rc = engine_error(x->name);
+  }
+  for (int i = -1; l->is_moe && with_experts && i < 3 * l->n_experts && !rc; i++) {
+    cslim_linear *x = i < 0 ? &l->router : &l->experts[i];
+    int had = x->w != NULL;
+    if (!had && (rc = cslim_linear_materialize(m, x))) break;
+    if (eng()->set_weight(x->slot, CSLIM_GPU_F32, x->w, x->out, x->in, x->b)) rc = engine_error(x->name);
+    if (!had && !l->keep_experts && i >= 0) cslim_linear_release(m, x);
+  }
+  return rc;
+}
+
+typedef struct chan_ctx {
+  cslim_model *m;
+} chan_ctx;
+
+/* cslim_xform_observer: the rotated layer's per-channel input statistics, from the GPU */
+static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *st, int n) {
+  chan_ctx *c = ctx;
+  cslim_status rc = upload_host(c->m, l, 0); /* the channel pass does not run a MoE block */
+  if (rc) return rc;
+  float *mn[4] = {0}, *mx[4] = {0};
+  for (int g = 0; g < 4 && g < n; g++)
+    if (st[g].mn) mn[g] = st[g].mn, mx[g] = st[g].mx;
+  for (int g = 4; g < n; g++)
+    if (st[g].mn) return cslim_error(CSLIM_ERR_UNSUPPORTED, "layer %d: expert statistics are not gathered on the GPU", l->index);
+  if (eng()->channel_pass(mn, mx)) return engine_error("the statistics pass");
+  for (int g = 0; g < 4 && g < n; g++)
+    if (st[g].mn) st[g].rows += g_rows;
+  return CSLIM_OK;
+}
+
+cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l, int next) {
+  g_set = l->index & 1;
+  prefetch_layer(m, next);
+  chan_ctx c = {m};
+  cslim_status rc = cslim_xform_layer_observed(xf, l, observe_channels, &c);
+  if (!rc) rc = upload_host(m, l, 1);
+  return rc;
 }
 
 cslim_status cslim_gpu_calib_observe(cslim_layer *l, int hist, cslim_observer **obs, int n_groups, int *tokens) {

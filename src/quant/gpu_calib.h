@@ -3,27 +3,34 @@
  *
  * The engine runs decoder layers whole, dense or MoE: the float passes with
  * their observers and histograms, the routing, the min-max weight quantizer,
- * and the integer pass whose output feeds the next layer. Runs it cannot take
- * (outlier suppression or rotation, image samples, SSZ / per-group / sparse
- * weights, transposed fused experts) stay on the CPU, with their float GEMMs
+ * and the integer pass whose output feeds the next layer; with QuaRot or m1 / m4
+ * smoothing, the per-channel statistics too (the weights are then transformed
+ * on the host and uploaded as float32). Runs it cannot take (m2 / m6, a
+ * separate smoothing set, every expert's up-down, image samples, SSZ /
+ * per-group / sparse weights) stay on the CPU, with their float GEMMs
  * offloaded. */
 #ifndef CSLIM_QUANT_GPU_CALIB_H
 #define CSLIM_QUANT_GPU_CALIB_H
 
 #include "cslim/quant.h"
 #include "model/model_internal.h"
+#include "quant/xform.h"
 
 /* NULL when the whole run can calibrate on the selected GPU; otherwise why
  * not (for the log). */
-const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, int has_xform, int has_anti,
-                                        const cslim_acts *a);
-/* Move the calibration rows to the GPU; cslim_layer_load then maps weights
- * without converting them (the engine reads the checkpoint's bytes). */
-cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, const cslim_acts *a);
+const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
+                                        int has_anti, const cslim_acts *a);
+/* Move the calibration rows to the GPU; without transforms (xf NULL) cslim_layer_load then maps
+ * weights without converting them (the engine reads the checkpoint's bytes). */
+cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
+                                   const cslim_acts *a);
 void cslim_gpu_calib_end(cslim_model *m);
 /* Upload layer l's norms and weights (once), and ask the kernel to read
  * layer `next`'s bytes ahead (-1: none). */
 cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l, int next);
+/* With transforms: rotate / smooth layer l on the host (the smoothing's per-channel statistics
+ * from the GPU), then upload it (float32). */
+cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l, int next);
 /* Float pass: hist 0 updates the observers' min, max and moments (and adds
  * each expert's rows to tokens[E]); hist 1 the histograms of those with one
  * begun. obs[n_groups] as calibrate.c numbers its groups (kind, or 5 + 2e + down). */

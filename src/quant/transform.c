@@ -267,7 +267,8 @@ static cslim_status stats_hook(void *ctx, const cslim_linear_group *g, float *xi
   return CSLIM_OK;
 }
 
-static cslim_status stats_pass(cslim_xform *x, cslim_layer *l, cslim_acts *a) {
+static cslim_status stats_pass(cslim_xform *x, cslim_layer *l, cslim_acts *a, cslim_xform_observer observe,
+                               void *octx) {
   const cslim_text_config *t = &x->m->cfg.text;
   int E = l->is_moe ? l->n_experts : 0;
   x->n_groups = 5 + 2 * E;
@@ -287,6 +288,7 @@ static cslim_status stats_pass(cslim_xform *x, cslim_layer *l, cslim_acts *a) {
     for (int e = 0; e < E && !rc; e++) rc = cslim_chstats_init(&x->st[gidx(CSLIM_IN_DOWN, e)], t->moe_intermediate_size);
   }
   if (rc) return rc;
+  if (observe) return observe(octx, l, x->st, x->n_groups);
   cslim_hooks h = {x, stats_hook, NULL};
   return cslim_layer_observe(x->m, l, a, &h);
 }
@@ -500,22 +502,38 @@ static void free_stats(cslim_xform *x) {
   x->n_groups = 0;
 }
 
-cslim_status cslim_xform_layer(cslim_xform *x, cslim_layer *l, cslim_acts *stats) {
+int cslim_xform_stats_only(const cslim_xform *x) {
+  return !x || x->anti == CSLIM_ANTI_NONE || ((x->anti == CSLIM_ANTI_M1 || x->anti == CSLIM_ANTI_M4) && !x->experts);
+}
+
+static cslim_status xform_layer(cslim_xform *x, cslim_layer *l, cslim_acts *stats, cslim_xform_observer observe,
+                                void *octx) {
   if (!x) return CSLIM_OK;
   cslim_xform_layer_done(x);
   x->l = l;
   x->m->on_convert = on_expert;
   x->m->on_convert_ctx = x;
   cslim_status rc = CSLIM_OK;
-  if (x->R) rc = rotate_layer(x, l);
-  if (!rc && x->anti != CSLIM_ANTI_NONE && stats) {
+  if (observe && !cslim_xform_stats_only(x))
+    rc = cslim_error(CSLIM_ERR_UNSUPPORTED, "--anti_method %s needs activation samples: not from the GPU engine",
+                     cslim_anti_method_name(x->anti));
+  if (!rc && x->R) rc = rotate_layer(x, l);
+  if (!rc && x->anti != CSLIM_ANTI_NONE && (stats || observe)) {
     x->acts = stats;
-    rc = stats_pass(x, l, stats);
+    rc = stats_pass(x, l, stats, observe, octx);
     if (!rc) rc = smooth_layer(x, l);
     free_stats(x);
   }
   if (rc) cslim_error_context("layer %d", l->index);
   return rc;
+}
+
+cslim_status cslim_xform_layer(cslim_xform *x, cslim_layer *l, cslim_acts *stats) {
+  return xform_layer(x, l, stats, NULL, NULL);
+}
+
+cslim_status cslim_xform_layer_observed(cslim_xform *x, cslim_layer *l, cslim_xform_observer observe, void *ctx) {
+  return xform_layer(x, l, NULL, observe, ctx);
 }
 
 void cslim_xform_layer_done(cslim_xform *x) {

@@ -33,6 +33,14 @@ cslim_status cslim_xform_acts(cslim_xform *x, cslim_acts *a);
  * Experts are transformed whenever they are converted, until
  * cslim_xform_layer_done(). */
 cslim_status cslim_xform_layer(cslim_xform *x, cslim_layer *l, cslim_acts *stats);
+/* The same with the statistics gathered by `observe` (the GPU engine) instead of a CPU float pass:
+ * it fills st[g] (min, max per channel and rows) for every group g < n whose arrays are set —
+ * the inputs of the rotated, not yet smoothed layer. Only for methods that need no samples. */
+typedef cslim_status (*cslim_xform_observer)(void *ctx, cslim_layer *l, cslim_chstats *st, int n);
+cslim_status cslim_xform_layer_observed(cslim_xform *x, cslim_layer *l, cslim_xform_observer observe, void *ctx);
+/* 1 when the smoothing needs only per-channel statistics (m1, m4, and not every expert's up-down)
+ * — what cslim_xform_layer_observed can take; 1 without smoothing. */
+int cslim_xform_stats_only(const cslim_xform *x);
 void cslim_xform_layer_done(cslim_xform *x);
 
 /* Write a tensor outside the decoder layers that the transforms change
