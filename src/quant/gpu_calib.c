@@ -45,7 +45,6 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
       else snprintf(rest, sizeof rest, "layers.%d.mlp.experts.%d.%s", l, (s - 5) / 3, g_linears[4 + (s - 5) % 3] + 4);
       cslim_model_tensor_name(m, rest, name, sizeof name);
       const int fused = s >= 5 && moe && m->fused_experts;
-      if (fused && xf) continue; /* converted on the host (the transforms) */
       if (fused) {
         snprintf(rest, sizeof rest, "layers.%d.mlp.experts.%s", l, (s - 5) % 3 == 2 ? "down_proj" : "gate_up_proj");
         cslim_model_tensor_name(m, rest, tensor, sizeof tensor);
