@@ -5,10 +5,10 @@
 # Each case quantizes with the same calibration set on --device cpu and --device cuda (GEMM: fp32,
 # the default, tf32 or bf16) and compares the checkpoints: scales within 1e-3 relative, < 0.1 % of
 # the integer codes different, perplexity within 0.2 %. tiny-qwen3 runs whole on the GPU (W8A8
-# min-max and histogram, W8A8_DYNAMIC, W8A16, W4A8_DYNAMIC min-max) and so does tiny-qwen3-moe (W8A8
-# min-max and histogram, every expert calibrated on all tokens, W8A8_DYNAMIC), with m1 / m4
-# smoothing and QuaRot (statistics on the GPU, weights transformed on the host). Prints each run's
-# device line and time.
+# min-max and histogram, W8A8_DYNAMIC, W8A16, W4A8_DYNAMIC min-max and SSZ), and so does
+# tiny-qwen3-moe (W8A8 min-max and histogram, every expert calibrated on all tokens, W8A8_DYNAMIC,
+# W4A8 SSZ), with m1 / m4 smoothing and QuaRot (statistics on the GPU, weights transformed on the
+# host). Prints each run's device line and time.
 set -u
 B=${1:-build}
 FX=${2:-../shared/fixtures}
@@ -43,6 +43,7 @@ run_case dense-w8a8-hist tiny-qwen3 --quant_type w8a8 --act_method 2
 run_case dense-w8a8-dynamic tiny-qwen3 --quant_type w8a8_dynamic
 run_case dense-w8a16 tiny-qwen3 --quant_type w8a16
 run_case dense-w4a8-minmax tiny-qwen3 --quant_type w4a8_dynamic --w_method minmax
+run_case dense-w4a8-ssz tiny-qwen3 --quant_type w4a8_dynamic
 run_case dense-w8a8-m4 tiny-qwen3 --quant_type w8a8 --anti_method m4
 run_case dense-w8a8-m1 tiny-qwen3 --quant_type w8a8 --anti_method m1
 run_case dense-w8a8-rot-m4 tiny-qwen3 --quant_type w8a8 --rot True --anti_method m4
@@ -51,4 +52,5 @@ run_case moe-w8a8-rot-m4 tiny-qwen3-moe --quant_type w8a8 --rot True --anti_meth
 run_case moe-w8a8-hist tiny-qwen3-moe --quant_type w8a8 --act_method 2
 run_case moe-w8a8-all-tokens tiny-qwen3-moe --quant_type w8a8 --expert_min_tokens 100000
 run_case moe-w8a8-dynamic tiny-qwen3-moe --quant_type w8a8_dynamic
+run_case moe-w4a8-ssz tiny-qwen3-moe --quant_type w4a8_dynamic
 exit $rc

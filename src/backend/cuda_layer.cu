@@ -92,6 +92,7 @@ typedef struct ctx {
   slot *s; // [n_slots]
   int n_slots, n_groups, is_moe;
   buf chan; // per-channel min / max of groups 0..3: [4][2][max width]
+  buf ssz;  // SSZ's per-row state
   size_t chan_w;
   buf stats, hist, tmp; // stats: min [groups] f32, max [groups] f32, sum [groups] f64, sum of squares [groups] f64
   // the MoE block over all rows: normed input, output, router logits, top-k, rows by expert
@@ -395,8 +396,9 @@ __global__ void k_hist(const float *x, size_t n, double lo, double hi, int B, un
 }
 
 // per-channel symmetric min-max: block per row
-__global__ void k_wquant(const void *w, int dtype, int k, int qmax, int8_t *codes, float *scale, long long *rowsum,
-                         double *err, double *wsq, int *bad) {
+// per-channel symmetric codes: block per row; scale max|w| / qmax, or given[row] (SSZ's result)
+__global__ void k_wquant(const void *w, int dtype, int k, int qmax, const float *given, int8_t *codes, float *scale,
+                         long long *rowsum, double *err, double *wsq, int *bad) {
   __shared__ float shf[32];
   __shared__ double shd[32];
   __shared__ long long shl[32];
@@ -417,6 +419,7 @@ __global__ void k_wquant(const void *w, int dtype, int k, int qmax, int8_t *code
   }
   float s = a / (float)qmax;
   if (!(s >= FLT_EPSILON)) s = FLT_EPSILON;
+  if (given) s = given[blockIdx.x];
   double e = 0, ww = 0;
   long long sum = 0;
   for (int j = threadIdx.x; j < k; j += blockDim.x) {
@@ -439,6 +442,59 @@ __global__ void k_wquant(const void *w, int dtype, int k, int qmax, int8_t *code
     err[blockIdx.x] = e;
     wsq[blockIdx.x] = ww;
   }
+}
+
+// SSZ (cslim_wq_ssz), one iteration for every row: s = <w, q> / <q, q> (a degenerate row keeps its
+// scale), codes again, the row's mean squared error, and whether it stopped improving
+__global__ void k_ssz_iter(const void *w, int dtype, int k, int qmax, int8_t *q, float *cur_s, const double *best,
+                           double *mse, int *not_converged) {
+  __shared__ double shd[32];
+  const size_t base = (size_t)blockIdx.x * k;
+  double wq = 0, qq = 0;
+  for (int j = threadIdx.x; j < k; j += blockDim.x) {
+    double v = load_w(w, dtype, base + j), c = q[base + j];
+    wq += v * c;
+    qq += c * c;
+  }
+  wq = block_reduce(wq, op_add_d(), shd, 0.0);
+  qq = block_reduce(qq, op_add_d(), shd, 0.0);
+  double sd = wq / (qq > 1e-30 ? qq : 1e-30);
+  const float s = sd >= FLT_EPSILON ? (float)sd : cur_s[blockIdx.x];
+  double e = 0;
+  for (int j = threadIdx.x; j < k; j += blockDim.x) {
+    float v = load_w(w, dtype, base + j);
+    float r = rintf(v / s);
+    r = r < (float)(-qmax - 1) ? (float)(-qmax - 1) : r > (float)qmax ? (float)qmax : r;
+    q[base + j] = (int8_t)r;
+    double d = (double)v - (double)r * (double)s;
+    e += d * d;
+  }
+  e = block_reduce(e, op_add_d(), shd, 0.0);
+  if (threadIdx.x == 0) {
+    cur_s[blockIdx.x] = s;
+    const double m = e / k, b = best[blockIdx.x], gain = b - m;
+    mse[blockIdx.x] = m;
+    if (!(gain / (b > 1e-4 ? b : 1e-4) < 1e-10 || fabs(gain) < 1e-10)) *not_converged = 1;
+  }
+}
+
+// the row MSE of codes q at scale s (SSZ's starting point)
+__global__ void k_row_mse(const void *w, int dtype, int k, const int8_t *q, const float *s, double *mse) {
+  __shared__ double shd[32];
+  const size_t base = (size_t)blockIdx.x * k;
+  double e = 0;
+  for (int j = threadIdx.x; j < k; j += blockDim.x) {
+    double d = (double)load_w(w, dtype, base + j) - (double)q[base + j] * (double)s[blockIdx.x];
+    e += d * d;
+  }
+  e = block_reduce(e, op_add_d(), shd, 0.0);
+  if (threadIdx.x == 0) mse[blockIdx.x] = e / k;
+}
+
+// keep each row's improvement
+__global__ void k_ssz_keep(int n, const double *mse, const float *cur_s, double *best, float *best_s) {
+  int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r < n && mse[r] < best[r]) best[r] = mse[r], best_s[r] = cur_s[r];
 }
 
 // npu_quantize: clamp(round(x * r + o)) per tensor
@@ -918,7 +974,7 @@ static void dev_end(float *h) {
                (size_t)G.total * G.d.hidden * 4, cudaMemcpyDeviceToHost);
   buf *all[] = {&G.h,  &G.cos_t, &G.sin_t, &G.hs,    &G.xn,  &G.q,   &G.k,    &G.v,   &G.ctx, &G.o,
                 &G.g,  &G.u,     &G.S,     &G.xq,    &G.acc, &G.rs,  &G.xb,   &G.stats, &G.hist, &G.tmp,
-                &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.tok, &G.tw,   &G.xe,  &G.eg,  &G.eu, &G.ye, &G.chan};
+                &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.tok, &G.tw,   &G.xe,  &G.eg,  &G.eu, &G.ye, &G.chan, &G.ssz};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
   for (int i = 0; i < 6; i++) drop(&G.norm[i]);
   for (int i = 0; G.s && i < G.n_slots; i++) {
@@ -1238,55 +1294,91 @@ static int api_expert_on_all(int e, cslim_gpu_stats *st) {
   return read_stats(5 + 2 * e, 2, st);
 }
 
-// every device computes the (identical) codes it needs; device 0's come back
-static int api_quantize_weight(int si, int bits, int8_t *codes, float *scale, int64_t *rowsum, double *err, double *wsq,
-                               int *bad_row) {
-  for (int i = g_ndev - 1; i >= 0; i--) {
-    use(i);
-    if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
-    slot *s = &G.s[si];
-    if (!s->loaded) return fail("slot %d has no weights", si);
-    const int n = s->out, k = s->in;
-    TRY(grow(&s->q, (size_t)n * k));
-    TRY(grow(&G.tmp, (size_t)n * 36)); // scale (padded to 8), rowsum, err, wsq, bad: [0, 4n) [8n, 16n) [16n, 24n) [24n, 32n) [32n, 36n)
-    char *t = (char *)G.tmp.p;
-    k_wquant<<<n, 256, 0, G.st>>>(s->w.p, s->dtype, k, (1 << (bits - 1)) - 1, (int8_t *)s->q.p, (float *)t,
-                                  (long long *)(t + (size_t)n * 8), (double *)(t + (size_t)n * 16),
-                                  (double *)(t + (size_t)n * 24), (int *)(t + (size_t)n * 32));
-    if (i > 0) continue;
-    const size_t per = 36;
-    char *hbuf = (char *)malloc((size_t)n * per);
-    if (!hbuf) return fail("out of memory");
-    cudaMemcpyAsync(hbuf, t, (size_t)n * per, cudaMemcpyDeviceToHost, G.st);
-    cudaMemcpyAsync(codes, s->q.p, (size_t)n * k, cudaMemcpyDeviceToHost, G.st);
-    cudaError_t e = cudaStreamSynchronize(G.st);
-    if (e != cudaSuccess) {
-      free(hbuf);
-      return fail("weight quantization: %s", cudaGetErrorString(e));
-    }
-    const int *hb = (const int *)(hbuf + (size_t)n * 32);
-    *bad_row = -1;
-    for (int r = 0; r < n; r++)
-      if (hb[r]) {
-        *bad_row = r;
-        break;
-      }
-    memcpy(scale, hbuf, (size_t)n * 4);
-    const long long *hs = (const long long *)(hbuf + (size_t)n * 8);
-    const double *he = (const double *)(hbuf + (size_t)n * 16), *hw = (const double *)(hbuf + (size_t)n * 24);
-    double es = 0, ws = 0;
-    for (int r = 0; r < n; r++) {
-      rowsum[r] = (int64_t)hs[r];
-      es += he[r];
-      ws += hw[r];
-    }
-    *err = es;
-    *wsq = ws;
-    free(hbuf);
-  }
-  for (int i = 1; i < g_ndev; i++) {
-    use(i);
+// SSZ on device 0 from the min-max codes and scales in s->q / scale (device): best_s gets the result
+static int ssz(slot *s, int bits, int max_iter, float *scale_dev, float *best_s) {
+  const int n = s->out, k = s->in, qmax = (1 << (bits - 1)) - 1;
+  buf *t = &G.ssz;
+  TRY(grow(t, (size_t)n * (4 + 8 + 8) + (size_t)n * k + 16));
+  float *cur_s = (float *)t->p;
+  double *best = (double *)((char *)t->p + (size_t)n * 4 + 8 - ((size_t)n * 4) % 8), *mse = best + n;
+  int8_t *cur_q = (int8_t *)(mse + n);
+  int *flag = (int *)(cur_q + (size_t)n * k + 4 - ((size_t)n * k) % 4);
+  CK(cudaMemcpyAsync(cur_s, scale_dev, (size_t)n * 4, cudaMemcpyDeviceToDevice, G.st));
+  CK(cudaMemcpyAsync(best_s, scale_dev, (size_t)n * 4, cudaMemcpyDeviceToDevice, G.st));
+  CK(cudaMemcpyAsync(cur_q, s->q.p, (size_t)n * k, cudaMemcpyDeviceToDevice, G.st));
+  k_row_mse<<<n, 256, 0, G.st>>>(s->w.p, s->dtype, k, (const int8_t *)s->q.p, scale_dev, best);
+  for (int it = 0; it < max_iter; it++) {
+    int nc = 0;
+    CK(cudaMemsetAsync(flag, 0, 4, G.st));
+    k_ssz_iter<<<n, 256, 0, G.st>>>(s->w.p, s->dtype, k, qmax, cur_q, cur_s, best, mse, flag);
+    CK(cudaMemcpyAsync(&nc, flag, 4, cudaMemcpyDeviceToHost, G.st));
     CK(cudaStreamSynchronize(G.st));
+    if (!nc) break; // every row converged: this iteration's results are not kept (as the CPU)
+    k_ssz_keep<<<(n + 255) / 256, 256, 0, G.st>>>(n, mse, cur_s, best, best_s);
+  }
+  return 0;
+}
+
+// Codes on device 0 (min-max, then max_iter SSZ iterations when > 0), read back, and copied to the others
+static int api_quantize_weight(int si, int bits, int max_iter, int8_t *codes, float *scale, int64_t *rowsum,
+                               double *err, double *wsq, int *bad_row) {
+  use(0);
+  if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
+  slot *s = &G.s[si];
+  if (!s->loaded) return fail("slot %d has no weights", si);
+  const int n = s->out, k = s->in, qmax = (1 << (bits - 1)) - 1;
+  const size_t per = 40; // scale, rowsum, err, wsq, bad, SSZ scale: [0, 4n) [8n, 16n) [16n, 24n) [24n, 32n) [32n, 36n) [36n, 40n)
+  TRY(grow(&s->q, (size_t)n * k));
+  TRY(grow(&G.tmp, (size_t)n * per));
+  char *t = (char *)G.tmp.p;
+  float *d_scale = (float *)t, *d_best = (float *)(t + (size_t)n * 36);
+  long long *d_sum = (long long *)(t + (size_t)n * 8);
+  double *d_err = (double *)(t + (size_t)n * 16), *d_wsq = (double *)(t + (size_t)n * 24);
+  int *d_bad = (int *)(t + (size_t)n * 32);
+  k_wquant<<<n, 256, 0, G.st>>>(s->w.p, s->dtype, k, qmax, NULL, (int8_t *)s->q.p, d_scale, d_sum, d_err, d_wsq, d_bad);
+  char *hbuf = (char *)malloc((size_t)n * per);
+  if (!hbuf) return fail("out of memory");
+  int rc = 0;
+  if (max_iter > 0) { // non-finite rows first: SSZ would only spread them
+    CK(cudaMemcpyAsync(hbuf, t, (size_t)n * per, cudaMemcpyDeviceToHost, G.st));
+    CK(cudaStreamSynchronize(G.st));
+    int any_bad = 0;
+    for (int r = 0; r < n; r++) any_bad |= ((const int *)(hbuf + (size_t)n * 32))[r];
+    if (!any_bad && !(rc = ssz(s, bits, max_iter, d_scale, d_best)))
+      k_wquant<<<n, 256, 0, G.st>>>(s->w.p, s->dtype, k, qmax, d_best, (int8_t *)s->q.p, d_scale, d_sum, d_err, d_wsq,
+                                    d_bad);
+  }
+  cudaMemcpyAsync(hbuf, t, (size_t)n * per, cudaMemcpyDeviceToHost, G.st);
+  cudaMemcpyAsync(codes, s->q.p, (size_t)n * k, cudaMemcpyDeviceToHost, G.st);
+  cudaError_t e = cudaStreamSynchronize(G.st);
+  if (rc || e != cudaSuccess) {
+    free(hbuf);
+    return rc ? rc : fail("weight quantization: %s", cudaGetErrorString(e));
+  }
+  const int *hb = (const int *)(hbuf + (size_t)n * 32);
+  *bad_row = -1;
+  for (int r = 0; r < n; r++)
+    if (hb[r]) {
+      *bad_row = r;
+      break;
+    }
+  memcpy(scale, hbuf, (size_t)n * 4);
+  const long long *hs = (const long long *)(hbuf + (size_t)n * 8);
+  const double *he = (const double *)(hbuf + (size_t)n * 16), *hw = (const double *)(hbuf + (size_t)n * 24);
+  double es = 0, ws = 0;
+  for (int r = 0; r < n; r++) {
+    rowsum[r] = (int64_t)hs[r];
+    es += he[r];
+    ws += hw[r];
+  }
+  *err = es;
+  *wsq = ws;
+  free(hbuf);
+  for (int i = 1; i < g_ndev; i++) { // the same codes on every device
+    use(i);
+    slot *si_ = &G.s[si];
+    TRY(grow(&si_->q, (size_t)n * k));
+    CK(cudaMemcpy(si_->q.p, codes, (size_t)n * k, cudaMemcpyHostToDevice));
   }
   use(0);
   return 0;

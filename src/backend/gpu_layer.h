@@ -92,10 +92,12 @@ typedef struct cslim_gpu_layer_api {
    * st[0] its gate/up input, st[1] its down input (for experts that saw too few tokens) */
   int (*expert_on_all)(int e, cslim_gpu_stats *st);
   /* per output channel: scale = max|w| / (2^(bits-1) - 1) (at least FLT_EPSILON), codes
-   * round-half-even(w / scale) clamped; codes [out, in], scale [out], row sums of the codes [out],
-   * sum (w - q*scale)^2 and sum w^2. *bad_row: the first row with a non-finite value, or -1. */
-  int (*quantize_weight)(int slot, int bits, int8_t *codes, float *scale, int64_t *rowsum, double *err,
-                         double *wsq, int *bad_row);
+   * round-half-even(w / scale) clamped; with ssz_iters > 0 then SSZ's least-squares scale search
+   * (cslim_wq_ssz, the same iterations and stopping rule); codes [out, in], scale [out], row sums
+   * of the codes [out], sum (w - q*scale)^2 and sum w^2. *bad_row: the first row with a
+   * non-finite value, or -1. */
+  int (*quantize_weight)(int slot, int bits, int ssz_iters, int8_t *codes, float *scale, int64_t *rowsum,
+                         double *err, double *wsq, int *bad_row);
   int (*set_qlinear)(int slot, const cslim_gpu_qlin *q);
   int (*quant_pass)(void);
   /* page-locked host memory (fast copies from the device), and its release */
@@ -105,7 +107,7 @@ typedef struct cslim_gpu_layer_api {
   int (*memory)(size_t *now, size_t *peak);
 } cslim_gpu_layer_api;
 
-#define CSLIM_GPU_LAYER_API 4
+#define CSLIM_GPU_LAYER_API 5
 
 /* The module's entry point (dlsym'ed by src/backend/device.c). */
 const cslim_gpu_layer_api *cslim_cuda_layer_api(void);

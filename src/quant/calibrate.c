@@ -121,10 +121,11 @@ static cslim_status quantize_weights(qctx *c, lin_q *q) {
     rc = cslim_wq_sparse(l->w, l->out, l->in, &c->p->sparse, &q->wq);
   else if (sc->w_bits == 4 && c->p->group_size > 0)
     rc = cslim_wq_group(l->w, l->out, l->in, c->p->group_size, &q->wq);
+  else if (c->gpu) /* min-max or SSZ on the GPU, from the weights already there */
+    rc = cslim_gpu_calib_quantize_weight(l, sc->w_bits, cslim_quant_plan_wmethod(c->p, l->name, q->type) == CSLIM_WM_SSZ ? 50 : 0,
+                                         &q->wq);
   else if (cslim_quant_plan_wmethod(c->p, l->name, q->type) == CSLIM_WM_SSZ)
     rc = cslim_wq_ssz(l->w, l->out, l->in, sc->w_bits, 50, &q->wq);
-  else if (c->gpu) /* min-max on the GPU, from the weights already there */
-    rc = cslim_gpu_calib_quantize_weight(l, sc->w_bits, &q->wq);
   else
     rc = cslim_wq_minmax(l->w, l->out, l->in, sc->w_bits, &q->wq);
   if (rc) return cslim_error_context("%s.weight", l->name);

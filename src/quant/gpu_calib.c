@@ -60,7 +60,7 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
       if (q == CSLIM_QT_FLOAT) continue;
       int ok = q == CSLIM_QT_W8A8 || q == CSLIM_QT_W8A8_DYNAMIC || q == CSLIM_QT_W8A8_MIX || q == CSLIM_QT_W8A16 ||
                (q == CSLIM_QT_W4A8_DYNAMIC && p->group_size == 0);
-      if (!ok || cslim_quant_plan_wmethod(p, name, q) != CSLIM_WM_MINMAX) {
+      if (!ok) {
         snprintf(why, sizeof why, "%s: %s weights with this method are quantized on the CPU", name,
                  cslim_scheme_get(q)->label);
         return why;
@@ -263,7 +263,7 @@ cslim_status cslim_gpu_calib_expert_on_all(cslim_layer *l, int e, cslim_observer
   return CSLIM_OK;
 }
 
-cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, cslim_wq *out) {
+cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, int ssz_iters, cslim_wq *out) {
   memset(out, 0, sizeof *out);
   out->n = l->out;
   out->k = l->in;
@@ -288,7 +288,7 @@ cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, cs
     return cslim_error(CSLIM_ERR_NOMEM, "out of memory quantizing a %d x %d weight", l->out, l->in);
   }
   int bad = -1;
-  if (eng()->quantize_weight(l->slot, bits, out->q, out->scale, out->rowsum, &out->err_sq, &out->w_sq, &bad)) {
+  if (eng()->quantize_weight(l->slot, bits, ssz_iters, out->q, out->scale, out->rowsum, &out->err_sq, &out->w_sq, &bad)) {
     cslim_wq_free(out);
     return engine_error("weight quantization");
   }

@@ -6,9 +6,8 @@
  * and the integer pass whose output feeds the next layer; with QuaRot or m1 / m4
  * smoothing, the per-channel statistics too (the weights are then transformed
  * on the host and uploaded as float32). Runs it cannot take (m2 / m6, a
- * separate smoothing set, every expert's up-down, image samples, SSZ /
- * per-group / sparse weights) stay on the CPU, with their float GEMMs
- * offloaded. */
+ * separate smoothing set, every expert's up-down, image samples, per-group /
+ * sparse weights) stay on the CPU, with their float GEMMs offloaded. */
 #ifndef CSLIM_QUANT_GPU_CALIB_H
 #define CSLIM_QUANT_GPU_CALIB_H
 
@@ -37,8 +36,8 @@ cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_la
 cslim_status cslim_gpu_calib_observe(cslim_layer *l, int hist, cslim_observer **obs, int n_groups, int *tokens);
 /* Expert e run in float on every row of the MoE input: its two observers anew. */
 cslim_status cslim_gpu_calib_expert_on_all(cslim_layer *l, int e, cslim_observer *gate_up, cslim_observer *down);
-/* Per-channel min-max codes of Linear l (slot 0..6) with row sums. */
-cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, cslim_wq *out);
+/* Per-channel min-max codes of Linear l with row sums; ssz_iters > 0: then SSZ (cslim_wq_ssz). */
+cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, int ssz_iters, cslim_wq *out);
 /* The serving kernel of Linear l (slot 0..6), as rt describes it; NULL: float. */
 cslim_status cslim_gpu_calib_set_kernel(const cslim_linear *l, const cslim_qlinear *rt);
 /* The quantized layer; its output replaces the rows on the GPU. */
