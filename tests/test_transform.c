@@ -1,14 +1,105 @@
 /* Transforms: Hadamard matrices of every order the family needs (Paley I /
  * II, Sylvester), the fast rotation against its dense matrix, the block and
  * shifted-block variants, seeding, the smoothing scale formulas and flex
- * smooth's search. Invariance of whole models is tested in cli_transform.sh. */
+ * smooth's search, and the transforms fed with statistics gathered elsewhere (the GPU
+ * engine's route). Invariance of whole models is tested in cli_transform.sh. */
 #include "testutil.h"
 
 #include "cslim/transform.h"
+#include "model/model_internal.h"
+#include "quant/xform.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- statistics from elsewhere (the GPU engine's route) ------------------------------------------------ */
+
+typedef struct obs_ctx {
+  cslim_model *m;
+  cslim_acts *a;
+  cslim_chstats *st;
+  int n;
+} obs_ctx;
+
+static cslim_status chstats_hook(void *ctx, const cslim_linear_group *g, float *x, int rows) {
+  obs_ctx *c = ctx;
+  if (g->expert < 0 && (int)g->kind < c->n && c->st[g->kind].mn) cslim_chstats_update(&c->st[g->kind], x, rows);
+  return CSLIM_OK;
+}
+
+/* an observer computing the same statistics as the CPU pass, handed in from outside */
+static cslim_status observe_on_cpu(void *ctx, cslim_layer *l, cslim_chstats *st, int n) {
+  obs_ctx *c = ctx;
+  c->st = st;
+  c->n = n < 4 ? n : 4;
+  cslim_hooks h = {c, chstats_hook, NULL};
+  return cslim_layer_observe(c->m, l, c->a, &h);
+}
+
+static void same_floats(const float *a, const float *b, size_t n, const char *what) {
+  if ((a == NULL) != (b == NULL)) fail_msg("%s: present on one side only", what);
+  if (a && memcmp(a, b, n * sizeof(float))) fail_msg("%s differs", what);
+}
+
+/* cslim_xform_layer_observed with the statistics of the CPU pass transforms a layer exactly as
+ * cslim_xform_layer does (QuaRot + m4 with its shift); m2 is refused there (it needs samples). */
+static void test_observed_statistics(void **s) {
+  (void)s;
+  cslim_model *m;
+  assert_int_equal(cslim_model_open(tu_fixture("models/tiny-qwen3"), &m), CSLIM_OK);
+  cslim_quant_params p;
+  cslim_quant_params_default(&p);
+  p.anti_method = CSLIM_ANTI_M4;
+  p.rot = 1;
+  p.calib_data = "(statistics from the acts below)";
+  cslim_xform *xa, *xb;
+  assert_int_equal(cslim_xform_create(m, &p, &xa), CSLIM_OK);
+  assert_int_equal(cslim_xform_create(m, &p, &xb), CSLIM_OK);
+  assert_true(cslim_xform_stats_only(xa));
+  int32_t ids[96];
+  for (int i = 0; i < 96; i++) ids[i] = (i * 37 + 11) % 4000;
+  int lens[2] = {60, 36};
+  cslim_acts *a;
+  assert_int_equal(cslim_acts_embed(m, ids, lens, 2, &a), CSLIM_OK);
+  assert_int_equal(cslim_xform_acts(xa, a), CSLIM_OK);
+  cslim_layer *la, *lb;
+  assert_int_equal(cslim_layer_load(m, 1, &la), CSLIM_OK);
+  assert_int_equal(cslim_layer_load(m, 1, &lb), CSLIM_OK);
+  assert_int_equal(cslim_xform_layer(xa, la, a), CSLIM_OK);
+  obs_ctx oc = {m, a, NULL, 0};
+  assert_int_equal(cslim_xform_layer_observed(xb, lb, observe_on_cpu, &oc), CSLIM_OK);
+  const int H = m->cfg.text.hidden_size;
+  same_floats(la->input_norm, lb->input_norm, (size_t)H, "input_layernorm");
+  same_floats(la->post_norm, lb->post_norm, (size_t)H, "post_attention_layernorm");
+  same_floats(la->input_norm_b, lb->input_norm_b, (size_t)H, "input_layernorm.bias");
+  assert_non_null(la->input_norm_b); /* m4 shifts the norm subgraphs */
+  cslim_linear *A[7] = {&la->q, &la->k, &la->v, &la->o, &la->gate, &la->up, &la->down};
+  cslim_linear *B[7] = {&lb->q, &lb->k, &lb->v, &lb->o, &lb->gate, &lb->up, &lb->down};
+  for (int i = 0; i < 7; i++) {
+    same_floats(A[i]->w, B[i]->w, (size_t)A[i]->out * (size_t)A[i]->in, A[i]->name);
+    same_floats(A[i]->b, B[i]->b, (size_t)A[i]->out, A[i]->name);
+  }
+  cslim_xform_layer_done(xa);
+  cslim_xform_layer_done(xb);
+  cslim_layer_free(m, la);
+  cslim_layer_free(m, lb);
+  cslim_xform_free(xa);
+  cslim_xform_free(xb);
+  /* a method that needs samples is refused on this route, naming it */
+  p.rot = 0;
+  p.anti_method = CSLIM_ANTI_M2;
+  assert_int_equal(cslim_xform_create(m, &p, &xa), CSLIM_OK);
+  assert_false(cslim_xform_stats_only(xa));
+  assert_int_equal(cslim_layer_load(m, 0, &la), CSLIM_OK);
+  assert_int_equal(cslim_xform_layer_observed(xa, la, observe_on_cpu, &oc), CSLIM_ERR_UNSUPPORTED);
+  assert_non_null(strstr(cslim_errmsg(), "m2"));
+  cslim_xform_layer_done(xa);
+  cslim_layer_free(m, la);
+  cslim_xform_free(xa);
+  cslim_acts_free(a);
+  cslim_model_close(m);
+}
 
 /* H·Hᵀ = n·I, entries ±1 */
 static void check_hadamard(int n) {
@@ -175,7 +266,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hadamard_orders), cmocka_unit_test(test_rotations),
       cmocka_unit_test(test_rotation_seed),   cmocka_unit_test(test_smooth_scale),
-      cmocka_unit_test(test_flex_search),
+      cmocka_unit_test(test_flex_search),     cmocka_unit_test(test_observed_statistics),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
