@@ -11,6 +11,7 @@
 // cslim_qlinear_forward does them. Only summation orders differ (cuBLAS vs
 // OpenBLAS, parallel reductions). Built only with -DCSLIM_CUDA=ON.
 #include "gpu_layer.h"
+#include "model/routing.h"
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -242,36 +243,10 @@ __global__ void k_softmax(float *S, int m, int kn, int i0) {
   for (int j = threadIdx.x; j < kn; j += blockDim.x) row[j] = j < valid ? row[j] / sum : 0.0f;
 }
 
-// router probabilities, top-k and weights per row, sequentially as cslim_moe_forward (one thread per row)
+// router probabilities, top-k and weights: one thread per row, the CPU's function (model/routing.h)
 __global__ void k_route(float *logits, int rows, int E, int K, int norm, int *sel, float *wts) {
   int r = blockIdx.x * blockDim.x + threadIdx.x;
-  if (r >= rows) return;
-  float *p = logits + (size_t)r * E;
-  float mx = p[0];
-  for (int e = 1; e < E; e++) mx = p[e] > mx ? p[e] : mx;
-  float s = 0.0f;
-  for (int e = 0; e < E; e++) {
-    p[e] = expf(p[e] - mx);
-    s += p[e];
-  }
-  for (int e = 0; e < E; e++) p[e] /= s;
-  int *sr = sel + (size_t)r * K;
-  float *wr = wts + (size_t)r * K;
-  for (int k = 0; k < K; k++) {
-    int best = -1;
-    for (int e = 0; e < E; e++) {
-      int taken = 0;
-      for (int j = 0; j < k; j++) taken |= sr[j] == e;
-      if (!taken && (best < 0 || p[e] > p[best])) best = e;
-    }
-    sr[k] = best;
-    wr[k] = p[best];
-  }
-  if (norm) {
-    float sum = 0.0f;
-    for (int k = 0; k < K; k++) sum += wr[k];
-    for (int k = 0; k < K; k++) wr[k] /= sum;
-  }
+  if (r < rows) cslim_route_token(logits + (size_t)r * E, E, K, norm, sel + (size_t)r * K, wts + (size_t)r * K);
 }
 
 __global__ void k_gather(const float *x, int H, const int *idx, int n, float *y) {
@@ -784,19 +759,8 @@ static int moe_rows(int pass, float *hb, cslim_gpu_hist *hist, int *tokens) {
   CK(cudaMemcpyAsync(G.h_sel, G.sel.p, nk * 4, cudaMemcpyDeviceToHost, G.st));
   CK(cudaMemcpyAsync(G.h_wts, G.wts.p, nk * 4, cudaMemcpyDeviceToHost, G.st));
   CK(cudaStreamSynchronize(G.st));
-  memset(G.h_count, 0, (size_t)E * 4);
-  memset(G.h_fill, 0, (size_t)E * 4);
-  for (size_t i = 0; i < nk; i++) {
-    if (G.h_sel[i] < 0 || G.h_sel[i] >= E) return fail("routing produced expert %d (non-finite router logits?)", G.h_sel[i]);
-    G.h_count[G.h_sel[i]]++;
-  }
-  G.h_offs[0] = 0;
-  for (int e = 0; e < E; e++) G.h_offs[e + 1] = G.h_offs[e] + G.h_count[e];
-  for (size_t i = 0; i < nk; i++) {
-    int e = G.h_sel[i], at = G.h_offs[e] + G.h_fill[e]++;
-    G.h_tok[at] = (int)(i / K);
-    G.h_tw[at] = G.h_wts[i];
-  }
+  long bad = cslim_group_by_expert(G.h_sel, G.h_wts, T, K, E, G.h_count, G.h_offs, G.h_fill, G.h_tok, G.h_tw);
+  if (bad >= 0) return fail("token %ld was routed to no expert (non-finite router logits)", bad / K);
   if (tokens) memcpy(tokens, G.h_count, (size_t)E * 4);
   CK(cudaMemcpyAsync(G.tok.p, G.h_tok, nk * 4, cudaMemcpyHostToDevice, G.st));
   CK(cudaMemcpyAsync(G.tw.p, G.h_tw, nk * 4, cudaMemcpyHostToDevice, G.st));

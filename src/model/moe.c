@@ -6,6 +6,7 @@
  * summation order of transformers' eager experts. Expert weights are
  * converted when the expert has tokens and released afterwards. */
 #include "model/model_internal.h"
+#include "model/routing.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -47,52 +48,18 @@ cslim_status cslim_moe_forward(cslim_model *m, cslim_layer *l, const float *x, i
   if (rc) goto done;
 
 #pragma omp parallel for schedule(static)
-  for (int r = 0; r < rows; r++) {
-    float *p = logits + (size_t)r * (size_t)E;
-    float mx = p[0];
-    for (int e = 1; e < E; e++) mx = p[e] > mx ? p[e] : mx;
-    float s = 0.0f;
-    for (int e = 0; e < E; e++) {
-      p[e] = expf(p[e] - mx);
-      s += p[e];
-    }
-    for (int e = 0; e < E; e++) p[e] /= s;
-    /* top-k, descending; ties keep the lower expert id first */
-    int *sr = sel + (size_t)r * (size_t)K;
-    float *wr = wts + (size_t)r * (size_t)K;
-    for (int k = 0; k < K; k++) {
-      int best = -1;
-      for (int e = 0; e < E; e++) {
-        int taken = 0;
-        for (int j = 0; j < k; j++) taken |= sr[j] == e;
-        if (!taken && (best < 0 || p[e] > p[best])) best = e;
-      }
-      sr[k] = best;
-      wr[k] = p[best];
-    }
-    if (t->norm_topk_prob) {
-      float sum = 0.0f;
-      for (int k = 0; k < K; k++) sum += wr[k];
-      for (int k = 0; k < K; k++) wr[k] /= sum;
-    }
-  }
   for (int r = 0; r < rows; r++)
-    for (int k = 0; k < K; k++) count[sel[(size_t)r * (size_t)K + (size_t)k]]++;
-  offs[0] = 0;
-  for (int e = 0; e < E; e++) offs[e + 1] = offs[e] + count[e];
+    cslim_route_token(logits + (size_t)r * (size_t)E, E, K, t->norm_topk_prob, sel + (size_t)r * (size_t)K,
+                      wts + (size_t)r * (size_t)K);
   {
-    int *fill = calloc((size_t)E, sizeof(int));
-    if (!fill) {
-      rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
-      goto done;
-    }
-    for (int r = 0; r < rows; r++) /* ascending rows within each expert */
-      for (int k = 0; k < K; k++) {
-        int e = sel[(size_t)r * (size_t)K + (size_t)k], at = offs[e] + fill[e]++;
-        tok[at] = r;
-        tw[at] = wts[(size_t)r * (size_t)K + (size_t)k];
-      }
+    int *fill = malloc((size_t)E * sizeof(int));
+    long bad = fill ? cslim_group_by_expert(sel, wts, rows, K, E, count, offs, fill, tok, tw) : -1;
     free(fill);
+    if (!fill) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+    else if (bad >= 0)
+      rc = cslim_error(CSLIM_ERR_NUMERIC, "%s: token %ld was routed to no expert (non-finite router logits)",
+                       l->router.name, bad / K);
+    if (rc) goto done;
   }
   if (hooks && hooks->routing) hooks->routing(hooks->ctx, l->index, count, E);
 

@@ -129,31 +129,46 @@ static void prefetch_layer(cslim_model *m, int next) {
   }
 }
 
-static cslim_status upload_linear(cslim_model *m, cslim_linear *x) {
+/* One Linear to the GPU: as the checkpoint stores it (m->defer_linears: no transforms), or its
+ * float32 host copy (the transforms' output; an expert is converted here, with the transforms'
+ * hook, and released again). */
+static cslim_status upload_linear(cslim_model *m, cslim_layer *l, cslim_linear *x) {
   const cslim_tensor *t = x->src;
-  const char *data = t->data;
-  if (x->layout == CSLIM_W_ROWS) /* rows [row0, row0 + out) of expert `expert` of [E, R, in] */
-    data += ((size_t)x->expert * (size_t)t->shape[1] + (size_t)x->row0) * (size_t)x->in * cslim_dtype_size(t->dtype);
-  else if (x->layout != CSLIM_W_PLAIN)
-    return cslim_error(CSLIM_ERR_UNSUPPORTED, "%s: transposed fused experts are not uploaded to the GPU", x->name);
-  if (eng()->set_weight(x->slot, gpu_dtype(t->dtype), data, x->out, x->in, x->b)) return engine_error(x->name);
-  if (x->layout == CSLIM_W_PLAIN) cslim_st_release(m->st, t); /* on the GPU now: the page cache may drop it */
-  return CSLIM_OK;
+  if (m->defer_linears) {
+    const char *data = t->data;
+    if (x->layout == CSLIM_W_ROWS) /* rows [row0, row0 + out) of expert `expert` of [E, R, in] */
+      data += ((size_t)x->expert * (size_t)t->shape[1] + (size_t)x->row0) * (size_t)x->in * cslim_dtype_size(t->dtype);
+    else if (x->layout != CSLIM_W_PLAIN)
+      return cslim_error(CSLIM_ERR_UNSUPPORTED, "%s: transposed fused experts are not uploaded to the GPU", x->name);
+    if (eng()->set_weight(x->slot, gpu_dtype(t->dtype), data, x->out, x->in, x->b)) return engine_error(x->name);
+    if (x->layout == CSLIM_W_PLAIN) cslim_st_release(m->st, t); /* on the GPU now: the page cache may drop it */
+    return CSLIM_OK;
+  }
+  const int had = x->w != NULL;
+  cslim_status rc = CSLIM_OK;
+  if (!had && x->expert < 0) return cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", x->name);
+  if (!had && (rc = cslim_linear_materialize(m, x))) return rc;
+  if (eng()->set_weight(x->slot, CSLIM_GPU_F32, x->w, x->out, x->in, x->b)) rc = engine_error(x->name);
+  if (!had && !l->keep_experts) cslim_linear_release(m, x);
+  return rc;
+}
+
+/* The layer's norms and Linears (with_experts 0: attention and a dense MLP only) */
+static cslim_status upload_layer(cslim_model *m, cslim_layer *l, int with_experts) {
+  if (eng()->set_norms(l->input_norm, l->input_norm_b, l->post_norm, l->post_norm_b, l->q_norm, l->k_norm, l->is_moe))
+    return engine_error("uploading the norms");
+  cslim_linear *dense[CSLIM_GPU_DENSE_SLOTS] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down};
+  cslim_status rc = CSLIM_OK;
+  for (int s = 0; s < (l->is_moe ? 4 : CSLIM_GPU_DENSE_SLOTS) && !rc; s++) rc = upload_linear(m, l, dense[s]);
+  for (int i = -1; l->is_moe && with_experts && i < 3 * l->n_experts && !rc; i++)
+    rc = upload_linear(m, l, i < 0 ? &l->router : &l->experts[i]);
+  return rc;
 }
 
 cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l, int next) {
   g_set = l->index & 1;
   prefetch_layer(m, next);
-  if (eng()->set_norms(l->input_norm, l->input_norm_b, l->post_norm, l->post_norm_b, l->q_norm, l->k_norm, l->is_moe))
-    return engine_error("uploading the norms");
-  cslim_linear *dense[CSLIM_GPU_DENSE_SLOTS] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down};
-  cslim_status rc = CSLIM_OK;
-  for (int s = 0; s < (l->is_moe ? 4 : CSLIM_GPU_DENSE_SLOTS) && !rc; s++) rc = upload_linear(m, dense[s]);
-  if (l->is_moe) {
-    if (!rc) rc = upload_linear(m, &l->router);
-    for (int i = 0; i < 3 * l->n_experts && !rc; i++) rc = upload_linear(m, &l->experts[i]);
-  }
-  return rc;
+  return upload_layer(m, l, 1);
 }
 
 static void merge_stats(cslim_observer *o, const cslim_gpu_stats *st, int64_t count, int rows) {
@@ -165,28 +180,6 @@ static void merge_stats(cslim_observer *o, const cslim_gpu_stats *st, int64_t co
   o->rows += rows;
 }
 
-/* the layer's norms and weights from their float32 host copies (the transforms' output); with_experts:
- * the router and the experts too, converted one at a time (with the transforms' hook) and released */
-static cslim_status upload_host(cslim_model *m, cslim_layer *l, int with_experts) {
-  if (eng()->set_norms(l->input_norm, l->input_norm_b, l->post_norm, l->post_norm_b, l->q_norm, l->k_norm, l->is_moe))
-    return engine_error("uploading the norms");
-  cslim_linear *dense[CSLIM_GPU_DENSE_SLOTS] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down};
-  cslim_status rc = CSLIM_OK;
-  for (int s = 0; s < (l->is_moe ? 4 : CSLIM_GPU_DENSE_SLOTS) && !rc; s++) {
-    cslim_linear *x = dense[s];
-    if (!x->w) rc = cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", x->name);
-    else if (eng()->set_weight(x->slot, CSLIM_GPU_F32, x->w, x->out, x->in, x->b)) rc = engine_error(x->name);
-  }
-  for (int i = -1; l->is_moe && with_experts && i < 3 * l->n_experts && !rc; i++) {
-    cslim_linear *x = i < 0 ? &l->router : &l->experts[i];
-    int had = x->w != NULL;
-    if (!had && (rc = cslim_linear_materialize(m, x))) break;
-    if (eng()->set_weight(x->slot, CSLIM_GPU_F32, x->w, x->out, x->in, x->b)) rc = engine_error(x->name);
-    if (!had && !l->keep_experts && i >= 0) cslim_linear_release(m, x);
-  }
-  return rc;
-}
-
 typedef struct chan_ctx {
   cslim_model *m;
 } chan_ctx;
@@ -194,7 +187,7 @@ typedef struct chan_ctx {
 /* cslim_xform_observer: the rotated layer's per-channel input statistics, from the GPU */
 static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *st, int n) {
   chan_ctx *c = ctx;
-  cslim_status rc = upload_host(c->m, l, 0); /* the channel pass does not run a MoE block */
+  cslim_status rc = upload_layer(c->m, l, 0); /* the channel pass does not run a MoE block */
   if (rc) return rc;
   float *mn[4] = {0}, *mx[4] = {0};
   for (int g = 0; g < 4 && g < n; g++)
@@ -208,12 +201,10 @@ static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *s
 }
 
 cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l, int next) {
-  g_set = l->index & 1;
-  prefetch_layer(m, next);
+  prefetch_layer(m, next); /* read ahead while the transforms run */
   chan_ctx c = {m};
   cslim_status rc = cslim_xform_layer_observed(xf, l, observe_channels, &c);
-  if (!rc) rc = upload_host(m, l, 1);
-  return rc;
+  return rc ? rc : cslim_gpu_calib_upload(m, l, -1);
 }
 
 cslim_status cslim_gpu_calib_observe(cslim_layer *l, int hist, cslim_observer **obs, int n_groups, int *tokens) {
