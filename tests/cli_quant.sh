@@ -19,6 +19,21 @@ expect_out "top-1 agreement" "quant w8a8"
 [ -f "$TMP/q/quant_model_description.json" ] || fail "no description written"
 [ -f "$TMP/q/tokenizer.json" ] || fail "tokenizer not copied"
 
+# the same checkpoint on any machine: another thread count and another BLAS kernel (no FMA) change no byte
+# (the float products are ordered fma chains; layer-wise calibration would amplify a last-bit difference)
+for M in tiny-qwen3 tiny-qwen3-moe; do
+  for v in a b; do
+    if [ $v = a ]; then env=(OMP_NUM_THREADS=1 OPENBLAS_CORETYPE=Sandybridge); else env=(OMP_NUM_THREADS=2); fi
+    run env "${env[@]}" "$CSLIM" quant --model_path "$FX/models/$M" --save_path "$TMP/r$v" --quant_type w8a8 \
+      --act_method 2 --calib_data "$CALIB" --calib_samples 16 --holdout 2 --quiet
+    expect_rc 0 "$M: quant w8a8 with ${env[*]}"
+  done
+  for f in "$TMP/ra"/*.safetensors; do
+    cmp -s "$f" "$TMP/rb/${f##*/}" || fail "$M: ${f##*/} differs between 1 thread + OpenBLAS Sandybridge and 2 threads"
+  done
+  rm -rf "$TMP/ra" "$TMP/rb"
+done
+
 run "$CSLIM" eval ppl --model_path "$TMP/q" --text "$FX/text/eval.txt" --windows 8 --quiet
 expect_rc 0 "eval the quantized model"
 run "$CSLIM" generate --model_path "$TMP/q" --prompt "The Python" --max_new_tokens 6 --quiet

@@ -1,7 +1,11 @@
 /* Forward pass against the transformers references (float32): every
  * hidden.i and the logits within 1e-5 relative, for the dense and the MoE
- * fixture; layer-level API behaviour; expert layouts; KV-cache decoding. */
+ * fixture; layer-level API behaviour; expert layouts; KV-cache decoding; the
+ * reproducible arithmetic (model/repro.h) the forward is built on. */
 #include "testutil.h"
+
+#include "model/model_internal.h"
+#include "model/repro.h"
 
 #include "cslim/eval.h"
 #include "cslim/model.h"
@@ -12,6 +16,67 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* cslim_expf: within 1 ulp of e^x and correctly rounded for nearly every input, on a sample of every float
+ * pattern in [-104, 89]; the limits of its range and the special values. */
+static void test_expf_accuracy(void **s) {
+  double worst = 0;
+  long n = 0, exact = 0;
+  const uint32_t lo[2] = {0x00000000u, 0x80000000u}, hi[2] = {cslim_f32_bits(89.0f), cslim_f32_bits(-104.0f)};
+  for (int sign = 0; sign < 2; sign++)
+    for (uint32_t u = lo[sign]; u <= hi[sign]; u += 2039) {
+      const float x = cslim_bits_f32(u), y = cslim_expf(x);
+      const double ref = exp((double)x);
+      if (isinf((float)ref)) { /* above FLT_MAX: overflows */
+        assert_true(isinf(y));
+        continue;
+      }
+      int e;
+      frexp(ref, &e);
+      double ulp = ldexp(1.0, e - 24);
+      if (ulp < ldexp(1.0, -149)) ulp = ldexp(1.0, -149); /* subnormal results */
+      const double err = fabs((double)y - ref) / ulp;
+      worst = err > worst ? err : worst;
+      exact += y == (float)ref;
+      n++;
+    }
+  if (worst > 1.0) fail_msg("cslim_expf: %.3f ulp from e^x", worst);
+  if (exact < n * 0.99) fail_msg("cslim_expf: only %ld of %ld correctly rounded", exact, n);
+  assert_true(isinf(cslim_expf(89.0f)) && cslim_expf(89.0f) > 0);
+  assert_true(isfinite(cslim_expf(88.7f)));  /* the largest results stay finite */
+  assert_true(cslim_expf(-104.0f) == 0.0f && cslim_expf(-INFINITY) == 0.0f);
+  assert_true(isinf(cslim_expf(INFINITY)));
+  assert_true(isnan(cslim_expf(NAN)));
+  assert_true(cslim_expf(0.0f) == 1.0f);
+}
+
+/* cslim_gemm_ordered: every element bit for bit the single fma chain over t (several depth blocks, edge tiles,
+ * both layouts of B, a scale), whatever the thread count. */
+static void test_ordered_gemm_is_one_chain(void **s) {
+  const int m = 13, n = 37, k = 600; /* k > one depth block; m, n not multiples of the register tile */
+  float *A = malloc(sizeof(float) * m * k), *B = malloc(sizeof(float) * n * k), *Bt = malloc(sizeof(float) * n * k);
+  float *C1 = malloc(sizeof(float) * m * n), *C2 = malloc(sizeof(float) * m * n), *C3 = malloc(sizeof(float) * m * n);
+  uint32_t r = 12345;
+  for (int i = 0; i < m * k; i++) r = r * 1664525u + 1013904223u, A[i] = (float)(r >> 8) / 16777216.0f - 0.5f;
+  for (int i = 0; i < n * k; i++) r = r * 1664525u + 1013904223u, B[i] = (float)(r >> 8) / 16777216.0f - 0.5f;
+  for (int j = 0; j < n; j++)
+    for (int t = 0; t < k; t++) Bt[(size_t)t * n + j] = B[(size_t)j * k + t];
+  const float alpha = 0.125f;
+  assert_int_equal(cslim_gemm_ordered(1, m, n, k, alpha, A, k, B, k, C1, n, 1), CSLIM_OK);
+  assert_int_equal(cslim_gemm_ordered(1, m, n, k, alpha, A, k, B, k, C2, n, 2), CSLIM_OK);
+  assert_int_equal(cslim_gemm_ordered(0, m, n, k, alpha, A, k, Bt, n, C3, n, 2), CSLIM_OK);
+  int differ = 0;
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      float acc = 0.0f;
+      for (int t = 0; t < k; t++) acc = fmaf(A[(size_t)i * k + t], B[(size_t)j * k + t], acc);
+      acc = acc * alpha;
+      const float *c[3] = {C1, C2, C3};
+      for (int v = 0; v < 3; v++) differ += memcmp(&acc, &c[v][(size_t)i * n + j], 4) != 0;
+    }
+  assert_int_equal(differ, 0);
+  free(A), free(B), free(Bt), free(C1), free(C2), free(C3);
+}
 
 static const float *ref_f32(cslim_st *ref, const char *name, int64_t numel) {
   const cslim_tensor *t = cslim_st_find(ref, name);
@@ -415,6 +480,8 @@ static void test_checkpoint_errors(void **s) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_expf_accuracy),
+      cmocka_unit_test(test_ordered_gemm_is_one_chain),
       cmocka_unit_test(test_dense_matches_reference),
       cmocka_unit_test(test_moe_matches_reference),
       cmocka_unit_test(test_perplexity),

@@ -10,7 +10,7 @@
 #include "cslim/backend.h"
 #include "quant/qcheckpoint.h"
 
-#include <cblas.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +26,12 @@
 
 static cslim_status linear_gemm(const cslim_linear *l, const float *x, int rows, float *y) {
   if (!l->w) return cslim_error(CSLIM_ERR_INVALID, "%s: weight not loaded", l->name);
-  if (!cslim_gpu_gemm_nt(x, l->w, rows, l->out, l->in, y)) /* --device cuda, else the CPU */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f,
-                y, l->out);
+  /* --device cuda without the layer engine: cuBLAS; else the ordered product, the same bits on every machine */
+  if (!cslim_gpu_gemm_nt(x, l->w, rows, l->out, l->in, y)) {
+    cslim_status rc = cslim_gemm_ordered(1, rows, l->out, l->in, 1.0f, x, l->in, l->w, l->in, y, l->out,
+                                         omp_get_max_threads());
+    if (rc) return rc;
+  }
   if (l->b) {
 #pragma omp parallel for schedule(static) if (rows > 16)
     for (int r = 0; r < rows; r++)

@@ -87,6 +87,12 @@ cslim_status cslim_attention(const float *q, const float *k, const float *v, int
 cslim_status cslim_attention_full(const float *q, const float *k, const float *v, int n, int n_heads,
                                   int n_kv_heads, int head_dim, float *out);
 
+/* src/model/repro_gemm.c: C = alpha * A·B (B[j][t] when trans_b, else B[t][j]) with every element one ordered
+ * chain of fmas (model/repro.h): the same bits on any machine, thread count and the GPU engine. C [m][ldc],
+ * A [m][lda]; threads: 1 inside a parallel region. Fails only for want of memory. */
+cslim_status cslim_gemm_ordered(int trans_b, int m, int n, int k, float alpha, const float *A, int lda, const float *B,
+                                int ldb, float *C, int ldc, int threads);
+
 /* src/model/moe.c */
 cslim_status cslim_moe_forward(cslim_model *m, cslim_layer *l, const float *x, int rows, float *out,
                                const cslim_hooks *hooks);

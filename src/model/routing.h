@@ -1,26 +1,20 @@
 /* The MoE router's decision for one token, shared by the CPU forward (moe.c)
  * and the GPU engine's kernel (backend/cuda_layer.cu), so that both route —
  * and break ties — the same way:
- *   p = softmax(logits) over the E experts in float32 (in place);
+ *   p = softmax(logits) over the E experts in float32 (in place), cslim_expf and an ordered sum;
  *   top-k by descending p, ties keeping the lower expert id first;
  *   norm_topk_prob: the k weights divided by their sum. */
 #ifndef CSLIM_MODEL_ROUTING_H
 #define CSLIM_MODEL_ROUTING_H
 
-#include <math.h>
-
-#ifdef __CUDACC__
-#define CSLIM_HOST_DEVICE __host__ __device__
-#else
-#define CSLIM_HOST_DEVICE
-#endif
+#include "model/repro.h"
 
 CSLIM_HOST_DEVICE static inline void cslim_route_token(float *p, int E, int K, int norm, int *sel, float *wts) {
   float mx = p[0];
   for (int e = 1; e < E; e++) mx = p[e] > mx ? p[e] : mx;
   float s = 0.0f;
   for (int e = 0; e < E; e++) {
-    p[e] = expf(p[e] - mx);
+    p[e] = cslim_expf(p[e] - mx);
     s += p[e];
   }
   for (int e = 0; e < E; e++) p[e] /= s;

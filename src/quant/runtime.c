@@ -2,9 +2,11 @@
  * (engines.md §2.2–§2.6). Used to evaluate a written checkpoint and, during
  * calibration, to propagate each layer's quantized output to the next. */
 #include "cslim/quant.h"
+#include "model/model_internal.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,8 +66,8 @@ cslim_status cslim_qlinear_forward(const cslim_linear *l, const float *x, int ro
     if (!wf) return cslim_error(CSLIM_ERR_NOMEM, "out of memory for %s", l->name);
     if (!q->transient) q->wf = wf;
   }
-  if (q->type == CSLIM_QT_W8A16) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, k, 1.0f, x, k, wf, k, 0.0f, y, n);
+  if (q->type == CSLIM_QT_W8A16) { /* a float product: ordered, as every float Linear of the decoder */
+    if ((rc = cslim_gemm_ordered(1, rows, n, k, 1.0f, x, k, wf, k, y, n, omp_get_max_threads()))) goto out;
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++)
       for (int o = 0; o < n; o++) {
