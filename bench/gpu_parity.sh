@@ -8,7 +8,8 @@
 # min-max and histogram, W8A8_DYNAMIC, W8A16, W4A8_DYNAMIC min-max and SSZ), and so does
 # tiny-qwen3-moe (W8A8 min-max and histogram, every expert calibrated on all tokens, W8A8_DYNAMIC,
 # W4A8 SSZ), with m1 / m4 smoothing and QuaRot (statistics on the GPU, weights transformed on the
-# host). Prints each run's device line and time.
+# host); m2 runs the CPU path with its float GEMMs on the GPU. With fp32 GEMMs every case should be
+# identical to the CPU's (ordered products, model/repro.h). Prints each run's device line and time.
 set -u
 B=${1:-build}
 FX=${2:-../shared/fixtures}
@@ -47,6 +48,7 @@ run_case dense-w4a8-ssz tiny-qwen3 --quant_type w4a8_dynamic
 run_case dense-w8a8-m4 tiny-qwen3 --quant_type w8a8 --anti_method m4
 run_case dense-w8a8-m1 tiny-qwen3 --quant_type w8a8 --anti_method m1
 run_case dense-w8a8-rot-m4 tiny-qwen3 --quant_type w8a8 --rot True --anti_method m4
+run_case dense-w8a8-m2 tiny-qwen3 --quant_type w8a8 --anti_method m2
 run_case moe-w8a8 tiny-qwen3-moe --quant_type w8a8
 run_case moe-w8a8-rot-m4 tiny-qwen3-moe --quant_type w8a8 --rot True --anti_method m4
 run_case moe-w8a8-hist tiny-qwen3-moe --quant_type w8a8 --act_method 2

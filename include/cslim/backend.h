@@ -10,8 +10,8 @@
 extern "C" {
 #endif
 
-/* Precision of the float GEMMs on a GPU (--gpu_gemm): float32 (the default: the CPU's numbers up to
- * summation order), TF32 tensor cores, or bf16 inputs; all accumulate in float32. */
+/* Precision of the float GEMMs on a GPU (--gpu_gemm): float32 (the default: ordered fma chains, so the
+ * checkpoint is the CPU's bit for bit), TF32 tensor cores, or bf16 inputs; all accumulate in float32. */
 typedef enum cslim_gemm_precision { CSLIM_GEMM_FP32 = 0, CSLIM_GEMM_TF32 = 1, CSLIM_GEMM_BF16 = 2 } cslim_gemm_precision;
 
 /* 1 when this build has the CUDA backend. */

@@ -1,8 +1,10 @@
-// The CUDA side of the float GEMM dispatch (cslim/backend.h): cuBLAS in
-// float32 (CSLIM_GPU_TF32=1: TF32 tensor cores, float32 accumulation — faster,
-// but activation ranges then move by ~1 %, outside the CPU-parity tolerance).
-// Buffers grow and are reused; transfers are synchronous on one stream.
-// Built only with -DCSLIM_CUDA=ON.
+// The CUDA side of the float GEMM dispatch (cslim/backend.h): the ordered
+// float32 product (gemm_ordered.cuh: the CPU's bits), or with CSLIM_GPU_TF32=1
+// cuBLAS on TF32 tensor cores, float32 accumulation (faster; activation
+// ranges then move by ~1 %). Buffers grow and are reused; transfers are
+// synchronous on one stream. Built only with -DCSLIM_CUDA=ON.
+#include "gemm_ordered.cuh"
+
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -41,7 +43,7 @@ extern "C" int cslim_cuda_open(int index, char *name, size_t cap) {
   cublasSetStream(g_handle, g_stream);
   const char *e = getenv("CSLIM_GPU_TF32");
   g_tf32 = e && *e == '1';
-  cublasSetMathMode(g_handle, g_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH);
+  cublasSetMathMode(g_handle, CUBLAS_TF32_TENSOR_OP_MATH);
   return 0;
 }
 
@@ -53,11 +55,14 @@ extern "C" int cslim_cuda_gemm_nt(const float *x, const float *w, int rows, int 
   if (cudaMemcpyAsync(g_x, x, nx * sizeof(float), cudaMemcpyHostToDevice, g_stream) != cudaSuccess) return -1;
   if (cudaMemcpyAsync(g_w, w, nw * sizeof(float), cudaMemcpyHostToDevice, g_stream) != cudaSuccess) return -1;
   const float one = 1.0f, zero = 0.0f;
-  cublasStatus_t st = cublasGemmEx(g_handle, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &one, g_w, CUDA_R_32F, in, g_x,
-                                   CUDA_R_32F, in, &zero, g_y, CUDA_R_32F, out,
-                                   g_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
-                                   CUBLAS_GEMM_DEFAULT);
-  if (st != CUBLAS_STATUS_SUCCESS) return -1;
+  if (g_tf32) {
+    if (cublasGemmEx(g_handle, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &one, g_w, CUDA_R_32F, in, g_x, CUDA_R_32F, in,
+                     &zero, g_y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+      return -1;
+  } else {
+    gemm_ordered_launch(g_stream, 1, 1, rows, out, in, 1.0f, g_x, in, 0, g_w, in, 0, 1, g_y, out, 0);
+    if (cudaGetLastError() != cudaSuccess) return -1;
+  }
   if (cudaMemcpyAsync(y, g_y, ny * sizeof(float), cudaMemcpyDeviceToHost, g_stream) != cudaSuccess) return -1;
   return cudaStreamSynchronize(g_stream) == cudaSuccess ? 0 : -1;
 }

@@ -4,13 +4,18 @@
 //
 // Arithmetic follows the CPU path operation for operation (the module is
 // built with --fmad=false, so no multiply-add is contracted, as the C code is
-// built with -ffp-contract=off): RMSNorm with a double sum of squares, RoPE
-// from the CPU's tables, softmax in float32, activations quantized with
+// built with -ffp-contract=off), and where the order of a sum matters it is
+// model/repro.h's: float32 products as ordered fma chains (k_gemm_ordered,
+// --gpu_gemm fp32), RMSNorm's double lanes, softmax with cslim_expf and an
+// ordered sum, RoPE from the CPU's tables, activations quantized with
 // round-half-even and the runtime's reciprocal, int8 x int8 -> int32 GEMMs
 // (exact), dequantization and the rounding to the served dtype as
-// cslim_qlinear_forward does them. Only summation orders differ (cuBLAS vs
-// OpenBLAS, parallel reductions). Built only with -DCSLIM_CUDA=ON.
+// cslim_qlinear_forward does them. With fp32 GEMMs the checkpoint is the
+// CPU's bit for bit; tf32 / bf16 GEMMs (cuBLAS, tensor cores) trade that for
+// speed. Built only with -DCSLIM_CUDA=ON.
 #include "gpu_layer.h"
+#include "gemm_ordered.cuh"
+#include "model/repro.h"
 #include "model/routing.h"
 
 #include <cublas_v2.h>
@@ -191,21 +196,28 @@ struct op_max_f { __device__ float operator()(float a, float b) const { return b
 struct op_min_f { __device__ float operator()(float a, float b) const { return b < a ? b : a; } };
 struct op_or_i { __device__ int operator()(int a, int b) const { return a | b; } };
 
-// y = w * (x * rsqrt-like inv) per row, inv = 1 / sqrtf((float)(sum x^2 / n) + eps); then + b
-__global__ void k_rmsnorm(const float *x, int n, const float *w, const float *b, float eps, float *y) {
-  __shared__ double shd[32];
-  const float *xr = x + (size_t)blockIdx.x * n;
-  float *yr = y + (size_t)blockIdx.x * n;
+// y = w * (x * inv) per row, inv = 1 / sqrtf((float)(sum x^2 / n) + eps), then + b: a warp per row, the sum of
+// squares in model/repro.h's double lanes (lane l adds elements l, l + 32, ...; lanes added in order)
+__global__ void k_rmsnorm(const float *x, int rows, int n, const float *w, const float *b, float eps, float *y) {
+  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const float *xr = x + (size_t)row * n;
+  float *yr = y + (size_t)row * n;
+  double part = 0;
+  for (int i = lane; i < n; i += CSLIM_SQ_LANES) part = part + (double)xr[i] * (double)xr[i];
   double ss = 0;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)xr[i] * (double)xr[i];
-  ss = block_reduce(ss, op_add_d(), shd, 0.0);
+  for (int l = 0; l < CSLIM_SQ_LANES; l++) ss = ss + __shfl_sync(0xffffffffu, part, l);
   float var = (float)(ss / n);
   float inv = 1.0f / sqrtf(var + eps);
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+  for (int i = lane; i < n; i += 32) {
     float v = w[i] * (xr[i] * inv);
     if (b) v += b[i];
     yr[i] = v;
   }
+}
+
+static void rmsnorm(const float *x, int rows, int n, const float *w, const float *b, float eps, float *y) {
+  k_rmsnorm<<<(rows + 7) / 8, 256, 0, G.st>>>(x, rows, n, w, b, eps, y);
 }
 
 // x' = x cos + rotate_half(x) sin over rows [rows, n_heads, D]; tables [rows, D/2]
@@ -224,8 +236,10 @@ __global__ void k_rope(float *x, int rows, int n_heads, int D, const float *cos_
   }
 }
 
-// causal softmax over rows of S: block per row; row r of head-major [nh][m][kn], query i = r % m sees i0 + i + 1 keys
-__global__ void k_softmax(float *S, int m, int kn, int i0) {
+// causal softmax over rows of S: block per row; row r of head-major [nh][m][kn], query i = r % m sees i0 + i + 1 keys.
+// cslim_expf; ordered (fp32 GEMMs): one thread sums the row in key order, the CPU's sum (model/repro.h); else (the
+// tensor-core modes, which are not the CPU's bits anyway) a parallel sum.
+__global__ void k_softmax(float *S, int m, int kn, int i0, int ordered) {
   __shared__ float shf[32];
   int i = blockIdx.x % m;
   float *row = S + (size_t)blockIdx.x * kn;
@@ -233,15 +247,24 @@ __global__ void k_softmax(float *S, int m, int kn, int i0) {
   float mx = -INFINITY;
   for (int j = threadIdx.x; j < valid; j += blockDim.x) mx = row[j] > mx ? row[j] : mx;
   mx = block_reduce(mx, op_max_f(), shf, -INFINITY);
-  float sum = 0;
-  for (int j = threadIdx.x; j < valid; j += blockDim.x) {
-    float e = expf(row[j] - mx);
-    row[j] = e;
-    sum += e;
+  float part = 0.0f;
+  for (int j = threadIdx.x; j < valid; j += blockDim.x) part += row[j] = cslim_expf(row[j] - mx);
+  float sum;
+  if (ordered) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      sum = 0.0f;
+      for (int j = 0; j < valid; j++) sum += row[j];
+      shf[0] = sum;
+    }
+    __syncthreads();
+    sum = shf[0];
+  } else {
+    sum = block_reduce(part, op_add_f(), shf, 0.0f);
   }
-  sum = block_reduce(sum, op_add_f(), shf, 0.0f);
   for (int j = threadIdx.x; j < kn; j += blockDim.x) row[j] = j < valid ? row[j] / sum : 0.0f;
 }
+
 
 // router probabilities, top-k and weights: one thread per row, the CPU's function (model/routing.h)
 __global__ void k_route(float *logits, int rows, int E, int K, int norm, int *sel, float *wts) {
@@ -268,7 +291,7 @@ __global__ void k_scatter_add(const float *y, int H, const int *idx, const float
 __global__ void k_silu_mul(float *g, const float *u, size_t n) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
     float z = g[i];
-    g[i] = (z / (1.0f + expf(-z))) * u[i];
+    g[i] = (z / (1.0f + cslim_expf(-z))) * u[i];
   }
 }
 
@@ -575,10 +598,11 @@ static int gemm_float(slot *s, const float *x, int rows, float *y) {
       TRY(grow(&s->wf, nw * 4));
       k_to_f32<<<grid_for(nw), 256, 0, G.st>>>(s->w.p, s->dtype, nw, F(s->wf));
     }
-    CB(cublasGemmEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, s->out, rows, s->in, &one, s->wf.p, CUDA_R_32F, s->in, x,
-                    CUDA_R_32F, s->in, &zero, y, CUDA_R_32F, s->out,
-                    G.d.gemm == CSLIM_GEMM_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
-                    CUBLAS_GEMM_DEFAULT));
+    if (G.d.gemm == CSLIM_GEMM_FP32) // the CPU's bits
+      gemm_ordered_launch(G.st, 1, 1, rows, s->out, s->in, 1.0f, x, s->in, 0, F(s->wf), s->in, 0, 1, y, s->out, 0);
+    else
+      CB(cublasGemmEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, s->out, rows, s->in, &one, s->wf.p, CUDA_R_32F, s->in, x,
+                      CUDA_R_32F, s->in, &zero, y, CUDA_R_32F, s->out, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
   }
   s->fresh = 0;
   if (s->has_bias) k_add_bias<<<grid_for((size_t)rows * s->out), 256, 0, G.st>>>(y, rows, s->out, F(s->bias));
@@ -607,8 +631,11 @@ static int linear(int si, int quantized, const float *x, int rows, float *y) {
   const size_t nx = (size_t)rows * k, ny = (size_t)rows * n;
   if (s->p.kind == CSLIM_GPU_LIN_W8A16) {
     const float one = 1.0f, zero = 0.0f;
-    CB(cublasGemmEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &one, s->wf.p, CUDA_R_32F, k, x, CUDA_R_32F, k, &zero,
-                    y, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (G.d.gemm == CSLIM_GEMM_FP32)
+      gemm_ordered_launch(G.st, 1, 1, rows, n, k, 1.0f, x, k, 0, F(s->wf), k, 0, 1, y, n, 0);
+    else
+      CB(cublasGemmEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &one, s->wf.p, CUDA_R_32F, k, x, CUDA_R_32F, k,
+                      &zero, y, CUDA_R_32F, n, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
     k_bias_round<<<grid_for(ny), 256, 0, G.st>>>(y, rows, n, s->has_bias ? F(s->bias) : NULL, G.d.serve);
     return 0;
   }
@@ -633,13 +660,13 @@ static int linear(int si, int quantized, const float *x, int rows, float *y) {
 
 #define SCORE_BUDGET ((size_t)64 << 20) /* floats of scores at a time (256 MB) */
 
-// causal GQA attention of one sequence of n rows: q [n, nh*D], k, v [n, nkv*D] -> out [n, nh*D]
+// causal GQA attention of one sequence of n rows: q [n, nh*D], k, v [n, nkv*D] -> out [n, nh*D]; scores head-major
+// [nh][m][kn] for a block of m queries. fp32: ordered products, the CPU's bits; else TF32 tensor cores.
 static int attention(const float *q, const float *k, const float *v, int n, float *out) {
   const int D = G.d.head_dim, nh = G.d.n_heads, nkv = G.d.n_kv_heads, rep = nh / nkv;
   const int ldq = nh * D, ldk = nkv * D;
   const float scale = (float)(1.0 / sqrt((double)D)), one = 1.0f, zero = 0.0f;
-  // float32 in fp32 mode; TF32 tensor cores with the faster GEMM modes
-  const cublasComputeType_t ct = G.d.gemm == CSLIM_GEMM_FP32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+  const int ordered = G.d.gemm == CSLIM_GEMM_FP32;
   int qb = n;
   if ((size_t)nh * qb * n > SCORE_BUDGET) qb = (int)(SCORE_BUDGET / ((size_t)nh * n)) > 16 ? (int)(SCORE_BUDGET / ((size_t)nh * n)) : 16;
   TRY(grow(&G.S, (size_t)nh * qb * n * 4));
@@ -647,15 +674,23 @@ static int attention(const float *q, const float *k, const float *v, int n, floa
   for (int i0 = 0; i0 < n; i0 += qb) {
     const int m = n - i0 < qb ? n - i0 : qb, kn = i0 + m;
     const long long hs = (long long)m * kn; // one head's scores
-    for (int j = 0; j < rep; j++) // heads g*rep + j, g = 0 .. nkv-1
-      CB(cublasGemmStridedBatchedEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, kn, m, D, &scale, k, CUDA_R_32F, ldk, D,
-                                    q + (size_t)i0 * ldq + (size_t)j * D, CUDA_R_32F, ldq, (long long)rep * D, &zero,
-                                    S + j * hs, CUDA_R_32F, kn, rep * hs, nkv, ct, CUBLAS_GEMM_DEFAULT));
-    k_softmax<<<nh * m, 128, 0, G.st>>>(S, m, kn, i0);
-    for (int j = 0; j < rep; j++)
-      CB(cublasGemmStridedBatchedEx(G.blas, CUBLAS_OP_N, CUBLAS_OP_N, D, m, kn, &one, v, CUDA_R_32F, ldk, D,
-                                    S + j * hs, CUDA_R_32F, kn, rep * hs, &zero, out + (size_t)i0 * ldq + (size_t)j * D,
-                                    CUDA_R_32F, ldq, (long long)rep * D, nkv, ct, CUBLAS_GEMM_DEFAULT));
+    if (ordered)
+      gemm_ordered_launch(G.st, 1, nh, m, kn, D, scale, q + (size_t)i0 * ldq, ldq, D, k, ldk, D, rep, S, kn, hs);
+    else
+      for (int j = 0; j < rep; j++) // heads g*rep + j, g = 0 .. nkv-1
+        CB(cublasGemmStridedBatchedEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, kn, m, D, &scale, k, CUDA_R_32F, ldk, D,
+                                      q + (size_t)i0 * ldq + (size_t)j * D, CUDA_R_32F, ldq, (long long)rep * D, &zero,
+                                      S + j * hs, CUDA_R_32F, kn, rep * hs, nkv, CUBLAS_COMPUTE_32F_FAST_TF32,
+                                      CUBLAS_GEMM_DEFAULT));
+    k_softmax<<<nh * m, 128, 0, G.st>>>(S, m, kn, i0, ordered);
+    if (ordered)
+      gemm_ordered_launch(G.st, 0, nh, m, D, kn, 1.0f, S, kn, hs, v, ldk, D, rep, out + (size_t)i0 * ldq, ldq, D);
+    else
+      for (int j = 0; j < rep; j++)
+        CB(cublasGemmStridedBatchedEx(G.blas, CUBLAS_OP_N, CUBLAS_OP_N, D, m, kn, &one, v, CUDA_R_32F, ldk, D,
+                                      S + j * hs, CUDA_R_32F, kn, rep * hs, &zero, out + (size_t)i0 * ldq + (size_t)j * D,
+                                      CUDA_R_32F, ldq, (long long)rep * D, nkv, CUBLAS_COMPUTE_32F_FAST_TF32,
+                                      CUBLAS_GEMM_DEFAULT));
   }
   return 0;
 }
@@ -697,13 +732,13 @@ static int attn_rows(int pass, int s0, int s1, float *hb, cslim_gpu_hist *hist) 
   const size_t nH = (size_t)rows * H;
   float *h = hb + (size_t)r0 * H;
   const float *cs = F(G.cos_t) + (size_t)r0 * (D / 2), *sn = F(G.sin_t) + (size_t)r0 * (D / 2);
-  k_rmsnorm<<<rows, 256, 0, G.st>>>(h, H, F(G.norm[0]), G.has_norm_b[0] ? F(G.norm[1]) : NULL, G.d.eps, F(G.xn));
+  rmsnorm(h, rows, H, F(G.norm[0]), G.has_norm_b[0] ? F(G.norm[1]) : NULL, G.d.eps, F(G.xn));
   TRY(observe(pass, 0, F(G.xn), nH, hist));
   TRY(linear(0, quant, F(G.xn), rows, F(G.q)));
   TRY(linear(1, quant, F(G.xn), rows, F(G.k)));
   TRY(linear(2, quant, F(G.xn), rows, F(G.v)));
-  k_rmsnorm<<<rows * nh, 128, 0, G.st>>>(F(G.q), D, F(G.norm[4]), NULL, G.d.eps, F(G.q));
-  k_rmsnorm<<<rows * nkv, 128, 0, G.st>>>(F(G.k), D, F(G.norm[5]), NULL, G.d.eps, F(G.k));
+  rmsnorm(F(G.q), rows * nh, D, F(G.norm[4]), NULL, G.d.eps, F(G.q));
+  rmsnorm(F(G.k), rows * nkv, D, F(G.norm[5]), NULL, G.d.eps, F(G.k));
   k_rope<<<grid_for((size_t)rows * nh * D / 2), 256, 0, G.st>>>(F(G.q), rows, nh, D, cs, sn);
   k_rope<<<grid_for((size_t)rows * nkv * D / 2), 256, 0, G.st>>>(F(G.k), rows, nkv, D, cs, sn);
   for (int s = s0; s < s1; s++) {
@@ -722,7 +757,7 @@ static int mlp_rows(int pass, int r0, int rows, float *hb, cslim_gpu_hist *hist)
   const int H = G.d.hidden, NI = G.d.inter, quant = pass < 0;
   const size_t nH = (size_t)rows * H;
   float *h = hb + (size_t)r0 * H;
-  k_rmsnorm<<<rows, 256, 0, G.st>>>(h, H, F(G.norm[2]), G.has_norm_b[1] ? F(G.norm[3]) : NULL, G.d.eps, F(G.xn));
+  rmsnorm(h, rows, H, F(G.norm[2]), G.has_norm_b[1] ? F(G.norm[3]) : NULL, G.d.eps, F(G.xn));
   TRY(observe(pass, 2, F(G.xn), nH, hist));
   TRY(linear(4, quant, F(G.xn), rows, F(G.g)));
   TRY(linear(5, quant, F(G.xn), rows, F(G.u)));
@@ -745,7 +780,7 @@ static int moe_rows(int pass, float *hb, cslim_gpu_hist *hist, int *tokens) {
   TRY(grow(&G.wts, nk * 4));
   TRY(grow(&G.tok, nk * 4));
   TRY(grow(&G.tw, nk * 4));
-  k_rmsnorm<<<T, 256, 0, G.st>>>(hb, H, F(G.norm[2]), G.has_norm_b[1] ? F(G.norm[3]) : NULL, G.d.eps, F(G.xa));
+  rmsnorm(hb, T, H, F(G.norm[2]), G.has_norm_b[1] ? F(G.norm[3]) : NULL, G.d.eps, F(G.xa));
   TRY(observe(pass, 4, F(G.xa), nT, hist));
   TRY(linear(7, quant, F(G.xa), T, F(G.logits)));
   k_route<<<(T + 127) / 128, 128, 0, G.st>>>(F(G.logits), T, E, K, G.d.norm_topk, (int *)G.sel.p, F(G.wts));
