@@ -7,4 +7,8 @@
  * benchmarks print their achieved rate against. */
 double bench_sgemm_peak(void);
 
+/* The same product through cslim_gemm_ordered (the decoder's float Linears: ordered fma chains, the same bits on
+ * every machine), GFLOP/s. */
+double bench_ordered_gemm_rate(void);
+
 #endif
