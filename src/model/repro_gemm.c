@@ -21,71 +21,93 @@
 
 #define MR 6
 #define NR 16
-#define KC 256
+#define KC 512
 #define MC 120  /* rows of A per packed block (a multiple of MR) */
 #define NC 3072 /* columns of B per packed block (a multiple of NR) */
 
-/* acc (MR x NR, row stride NR) continued over kc steps of the packed panels */
-static void tile(int kc, const float *restrict ap, const float *restrict bp, float *restrict acc) {
+/* The MR x NR tile at c (row stride ldc) continued over kc steps of the packed panels; first: from +0 */
+static void tile(int kc, const float *restrict ap, const float *restrict bp, float *restrict c, int ldc, int first) {
 #if defined(__AVX2__) && defined(__FMA__) && MR == 6 && NR == 16
-  __m256 c[MR][2];
-  for (int i = 0; i < MR; i++) c[i][0] = _mm256_loadu_ps(acc + i * NR), c[i][1] = _mm256_loadu_ps(acc + i * NR + 8);
+  __m256 r[MR][2];
+  for (int i = 0; i < MR; i++) {
+    r[i][0] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(c + (size_t)i * ldc);
+    r[i][1] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(c + (size_t)i * ldc + 8);
+  }
   for (int t = 0; t < kc; t++) {
     const __m256 b0 = _mm256_loadu_ps(bp + (size_t)t * NR), b1 = _mm256_loadu_ps(bp + (size_t)t * NR + 8);
     const float *a = ap + (size_t)t * MR;
     for (int i = 0; i < MR; i++) {
       const __m256 x = _mm256_broadcast_ss(a + i);
-      c[i][0] = _mm256_fmadd_ps(x, b0, c[i][0]);
-      c[i][1] = _mm256_fmadd_ps(x, b1, c[i][1]);
+      r[i][0] = _mm256_fmadd_ps(x, b0, r[i][0]);
+      r[i][1] = _mm256_fmadd_ps(x, b1, r[i][1]);
     }
   }
-  for (int i = 0; i < MR; i++) _mm256_storeu_ps(acc + i * NR, c[i][0]), _mm256_storeu_ps(acc + i * NR + 8, c[i][1]);
+  for (int i = 0; i < MR; i++) _mm256_storeu_ps(c + (size_t)i * ldc, r[i][0]), _mm256_storeu_ps(c + (size_t)i * ldc + 8, r[i][1]);
 #else
-  float c[MR][NR];
-  memcpy(c, acc, sizeof c);
+  float r[MR][NR];
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) r[i][j] = first ? 0.0f : c[(size_t)i * ldc + j];
   for (int t = 0; t < kc; t++) {
     const float *a = ap + (size_t)t * MR, *b = bp + (size_t)t * NR;
     for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) c[i][j] = fmaf(a[i], b[j], c[i][j]);
+      for (int j = 0; j < NR; j++) r[i][j] = fmaf(a[i], b[j], r[i][j]);
   }
-  memcpy(acc, c, sizeof c);
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) c[(size_t)i * ldc + j] = r[i][j];
 #endif
 }
 
-/* A rows [i0, i0 + mc), depth [p0, p0 + kc) -> panels of MR rows, t-major, zero rows past m */
+/* A rows [i0, i0 + mc), depth [p0, p0 + kc) -> panels of MR rows, t-major, zero rows past m (each source row read
+ * contiguously; the scattered writes stay in a panel of kc * MR floats) */
 static void pack_a(const float *A, int lda, int m, int i0, int mc, int p0, int kc, float *ap) {
-  for (int ip = 0; ip < mc; ip += MR)
-    for (int t = 0; t < kc; t++)
-      for (int i = 0; i < MR; i++) {
-        const int r = i0 + ip + i;
-        ap[(size_t)ip * kc + (size_t)t * MR + i] = r < m ? A[(size_t)r * lda + p0 + t] : 0.0f;
+  for (int ip = 0; ip < mc; ip += MR) {
+    float *panel = ap + (size_t)ip * kc;
+    for (int i = 0; i < MR; i++) {
+      const int r = i0 + ip + i;
+      if (r < m) {
+        const float *src = A + (size_t)r * lda + p0;
+        for (int t = 0; t < kc; t++) panel[(size_t)t * MR + i] = src[t];
+      } else {
+        for (int t = 0; t < kc; t++) panel[(size_t)t * MR + i] = 0.0f;
       }
-}
-
-/* columns [j0, j0 + nc) of B (B[j][t] when trans, else B[t][j]), depth [p0, p0 + kc) -> panels of NR columns */
-static void pack_b_panel(int trans, const float *B, int ldb, int n, int j0, int p0, int kc, float *bp) {
-  for (int t = 0; t < kc; t++)
-    for (int j = 0; j < NR; j++) {
-      const int c = j0 + j;
-      bp[(size_t)t * NR + j] = c >= n ? 0.0f : trans ? B[(size_t)c * ldb + p0 + t] : B[(size_t)(p0 + t) * ldb + c];
     }
+  }
 }
 
-/* rows [i0, i0 + mc) of C against the packed columns [j0, j0 + nc), continuing the chains (first: from +0) */
+/* columns [j0, j0 + NR) of B (B[j][t] when trans, else B[t][j]), depth [p0, p0 + kc) -> one panel, t-major */
+static void pack_b_panel(int trans, const float *B, int ldb, int n, int j0, int p0, int kc, float *bp) {
+  for (int j = 0; j < NR; j++) {
+    const int c = j0 + j;
+    if (c >= n) {
+      for (int t = 0; t < kc; t++) bp[(size_t)t * NR + j] = 0.0f;
+    } else if (trans) {
+      const float *src = B + (size_t)c * ldb + p0;
+      for (int t = 0; t < kc; t++) bp[(size_t)t * NR + j] = src[t];
+    } else {
+      for (int t = 0; t < kc; t++) bp[(size_t)t * NR + j] = B[(size_t)(p0 + t) * ldb + c];
+    }
+  }
+}
+
+/* rows [i0, i0 + mc) of C against the packed columns [j0, j0 + nc), continuing the chains (first: from +0);
+ * tiles past C's edge go through a local buffer */
 static void block(int first, int m, int n, int i0, int mc, int j0, int nc, int kc, const float *ap, const float *bp,
                   float *C, int ldc) {
-  float acc[MR * NR];
+  float edge[MR * NR];
   for (int jp = 0; jp < nc; jp += NR)
     for (int ip = 0; ip < mc; ip += MR) {
       const int r0 = i0 + ip, c0 = j0 + jp;
       const int mr = m - r0 < MR ? m - r0 : MR, nr = n - c0 < NR ? n - c0 : NR;
       if (mr <= 0) break;
-      if (first)
-        memset(acc, 0, sizeof acc);
-      else
-        for (int i = 0; i < mr; i++) memcpy(acc + i * NR, C + (size_t)(r0 + i) * ldc + c0, (size_t)nr * sizeof(float));
-      tile(kc, ap + (size_t)ip * kc, bp + (size_t)jp * kc, acc);
-      for (int i = 0; i < mr; i++) memcpy(C + (size_t)(r0 + i) * ldc + c0, acc + i * NR, (size_t)nr * sizeof(float));
+      if (mr == MR && nr == NR) {
+        tile(kc, ap + (size_t)ip * kc, bp + (size_t)jp * kc, C + (size_t)r0 * ldc + c0, ldc, first);
+        continue;
+      }
+      memset(edge, 0, sizeof edge);
+      if (!first)
+        for (int i = 0; i < mr; i++) memcpy(edge + i * NR, C + (size_t)(r0 + i) * ldc + c0, (size_t)nr * sizeof(float));
+      tile(kc, ap + (size_t)ip * kc, bp + (size_t)jp * kc, edge, NR, 0);
+      for (int i = 0; i < mr; i++) memcpy(C + (size_t)(r0 + i) * ldc + c0, edge + i * NR, (size_t)nr * sizeof(float));
     }
 }
 
