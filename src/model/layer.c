@@ -26,7 +26,8 @@
 
 static cslim_status linear_gemm(const cslim_linear *l, const float *x, int rows, float *y) {
   if (!l->w) return cslim_error(CSLIM_ERR_INVALID, "%s: weight not loaded", l->name);
-  /* --device cuda without the layer engine: cuBLAS; else the ordered product, the same bits on every machine */
+  /* the ordered product (model/repro.h), the same bits on every machine: on the GPU with --device cuda when the
+   * layer engine does not run, else on the CPU */
   if (!cslim_gpu_gemm_nt(x, l->w, rows, l->out, l->in, y)) {
     cslim_status rc = cslim_gemm_ordered(1, rows, l->out, l->in, 1.0f, x, l->in, l->w, l->in, y, l->out,
                                          omp_get_max_threads());
