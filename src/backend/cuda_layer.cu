@@ -198,6 +198,7 @@ struct op_or_i { __device__ int operator()(int a, int b) const { return a | b; }
 
 // y = w * (x * inv) per row, inv = 1 / sqrtf((float)(sum x^2 / n) + eps), then + b: a warp per row, the sum of
 // squares in model/repro.h's double lanes (lane l adds elements l, l + 32, ...; lanes added in order)
+static_assert(CSLIM_SQ_LANES == 32, "a warp's lanes are the sum's lanes");
 __global__ void k_rmsnorm(const float *x, int rows, int n, const float *w, const float *b, float eps, float *y) {
   const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -209,7 +210,7 @@ __global__ void k_rmsnorm(const float *x, int rows, int n, const float *w, const
   for (int l = 0; l < CSLIM_SQ_LANES; l++) ss = ss + __shfl_sync(0xffffffffu, part, l);
   float var = (float)(ss / n);
   float inv = 1.0f / sqrtf(var + eps);
-  for (int i = lane; i < n; i += 32) {
+  for (int i = lane; i < n; i += CSLIM_SQ_LANES) {
     float v = w[i] * (xr[i] * inv);
     if (b) v += b[i];
     yr[i] = v;
@@ -264,7 +265,6 @@ __global__ void k_softmax(float *S, int m, int kn, int i0, int ordered) {
   }
   for (int j = threadIdx.x; j < kn; j += blockDim.x) row[j] = j < valid ? row[j] / sum : 0.0f;
 }
-
 
 // router probabilities, top-k and weights: one thread per row, the CPU's function (model/routing.h)
 __global__ void k_route(float *logits, int rows, int E, int K, int norm, int *sel, float *wts) {
@@ -575,6 +575,19 @@ static unsigned grid_for(size_t n) {
 
 // ---- GEMMs -------------------------------------------------------------------------------------------
 
+// y[rows, n] = x[rows, k] . wf[n, k]^T from float32 weights: the ordered product with fp32 GEMMs (the CPU's bits),
+// else cuBLAS on TF32 tensor cores
+static int product_f32(const float *wf, int n, int k, const float *x, int rows, float *y) {
+  if (G.d.gemm == CSLIM_GEMM_FP32) {
+    gemm_ordered_launch(G.st, 1, 1, rows, n, k, 1.0f, x, k, 0, wf, k, 0, 1, y, n, 0);
+    return 0;
+  }
+  const float one = 1.0f, zero = 0.0f;
+  CB(cublasGemmEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &one, wf, CUDA_R_32F, k, x, CUDA_R_32F, k, &zero, y,
+                  CUDA_R_32F, n, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+  return 0;
+}
+
 // y[rows, out] = x[rows, in] . W[out, in]^T in float (fp32, TF32 or bf16 inputs; float32 accumulation)
 static int gemm_float(slot *s, const float *x, int rows, float *y) {
   const float one = 1.0f, zero = 0.0f;
@@ -598,11 +611,7 @@ static int gemm_float(slot *s, const float *x, int rows, float *y) {
       TRY(grow(&s->wf, nw * 4));
       k_to_f32<<<grid_for(nw), 256, 0, G.st>>>(s->w.p, s->dtype, nw, F(s->wf));
     }
-    if (G.d.gemm == CSLIM_GEMM_FP32) // the CPU's bits
-      gemm_ordered_launch(G.st, 1, 1, rows, s->out, s->in, 1.0f, x, s->in, 0, F(s->wf), s->in, 0, 1, y, s->out, 0);
-    else
-      CB(cublasGemmEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, s->out, rows, s->in, &one, s->wf.p, CUDA_R_32F, s->in, x,
-                      CUDA_R_32F, s->in, &zero, y, CUDA_R_32F, s->out, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+    TRY(product_f32(F(s->wf), s->out, s->in, x, rows, y));
   }
   s->fresh = 0;
   if (s->has_bias) k_add_bias<<<grid_for((size_t)rows * s->out), 256, 0, G.st>>>(y, rows, s->out, F(s->bias));
@@ -630,12 +639,7 @@ static int linear(int si, int quantized, const float *x, int rows, float *y) {
   const int n = s->out, k = s->in;
   const size_t nx = (size_t)rows * k, ny = (size_t)rows * n;
   if (s->p.kind == CSLIM_GPU_LIN_W8A16) {
-    const float one = 1.0f, zero = 0.0f;
-    if (G.d.gemm == CSLIM_GEMM_FP32)
-      gemm_ordered_launch(G.st, 1, 1, rows, n, k, 1.0f, x, k, 0, F(s->wf), k, 0, 1, y, n, 0);
-    else
-      CB(cublasGemmEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &one, s->wf.p, CUDA_R_32F, k, x, CUDA_R_32F, k,
-                      &zero, y, CUDA_R_32F, n, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+    TRY(product_f32(F(s->wf), n, k, x, rows, y));
     k_bias_round<<<grid_for(ny), 256, 0, G.st>>>(y, rows, n, s->has_bias ? F(s->bias) : NULL, G.d.serve);
     return 0;
   }
