@@ -7,9 +7,10 @@
 # the integer codes different, perplexity within 0.2 %. tiny-qwen3 runs whole on the GPU (W8A8
 # min-max and histogram, W8A8_DYNAMIC, W8A16, W4A8_DYNAMIC min-max and SSZ), and so does
 # tiny-qwen3-moe (W8A8 min-max and histogram, every expert calibrated on all tokens, W8A8_DYNAMIC,
-# W4A8 SSZ), with m1 / m4 smoothing and QuaRot (statistics on the GPU, weights transformed on the
-# host); m2 runs the CPU path with its float GEMMs on the GPU. With fp32 GEMMs every case should be
-# identical to the CPU's (ordered products, model/repro.h). Prints each run's device line and time.
+# W8A16, W4A8 SSZ, one expert kept float, the experts split into many waves), with m1 / m4
+# smoothing and QuaRot (statistics on the GPU, weights transformed on the host); m2 runs the CPU
+# path with its float GEMMs on the GPU. With fp32 GEMMs every case should be identical to the
+# CPU's (ordered products, model/repro.h). Prints each run's device line and time.
 set -u
 B=${1:-build}
 FX=${2:-../shared/fixtures}
@@ -54,5 +55,10 @@ run_case moe-w8a8-rot-m4 tiny-qwen3-moe --quant_type w8a8 --rot True --anti_meth
 run_case moe-w8a8-hist tiny-qwen3-moe --quant_type w8a8 --act_method 2
 run_case moe-w8a8-all-tokens tiny-qwen3-moe --quant_type w8a8 --expert_min_tokens 100000
 run_case moe-w8a8-dynamic tiny-qwen3-moe --quant_type w8a8_dynamic
+run_case moe-w8a16 tiny-qwen3-moe --quant_type w8a16
+# one expert's down_proj kept float: layer 0's down projections run expert by expert (kinds differ)
+run_case moe-w8a8-mixed tiny-qwen3-moe --quant_type w8a8 --disable_names model.layers.0.mlp.experts.3.down_proj
+# every expert a wave of its own (the GPU's grouping must not change a bit)
+CSLIM_GPU_MOE_WAVE=128 run_case moe-w8a8-waves tiny-qwen3-moe --quant_type w8a8 --act_method 2
 run_case moe-w4a8-ssz tiny-qwen3-moe --quant_type w4a8_dynamic
 exit $rc

@@ -66,6 +66,20 @@ typedef struct buf {
 
 #define F(b) ((float *)(b).p)
 
+// A Linear's serving parameters on the device. A dense Linear passes one set for all its rows; the MoE block a
+// table over its experts, each row finding its expert through its chunk of MOE_CHUNK rows (chunk_e[row / MOE_CHUNK]).
+#define MOE_CHUNK 128
+typedef struct lin_params {
+  const int *qbias;                // static
+  const float *deq, *wscale, *bias; // static; dynamic, W8A16; the float bias where the kernel adds it (or NULL)
+  float r, o;                      // static: the activation's reciprocal scale and offset
+} lin_params;
+typedef struct lin_sel {
+  lin_params one;
+  const lin_params *tab; // per expert, or NULL: `one` for every row
+  const int *chunk_e;
+} lin_sel;
+
 // ---- state ---------------------------------------------------------------------------------------
 
 typedef struct slot {
@@ -79,6 +93,34 @@ typedef struct slot {
   cslim_gpu_qlin p;
   int fresh;  // weights changed since wf / wb were made
 } slot;
+
+// The MoE block's plan for one pass (plan_experts): rows grouped by expert on the host, waves of experts, and the tables
+// the kernels read (device: one upload into ctx.tab, staged in page-locked h_tab).
+typedef struct moe_seg {
+  int row0, n, e; // expert e's rows [row0, row0 + n) of its wave's buffers (row0 a multiple of MOE_CHUNK)
+} moe_seg;
+typedef struct moe_wave {
+  int s0, s1, p0, rows; // segments [s0, s1), padded rows [p0, p0 + rows) of the pass
+} moe_wave;
+typedef struct hist_p {
+  double lo, hi;
+  int bins;
+} hist_p;
+typedef struct moe_plan {
+  int *h_sel, *h_count, *h_offs, *h_tok, *h_fill, *h_prow; // top-k, rows by expert, each expert's padded row
+  float *h_wts, *h_tw;
+  char *h_tab;
+  size_t h_tab_cap;
+  moe_wave *waves;
+  moe_seg *segs;
+  int n_waves, n_segs, n_chunks, path[3], bias[3]; // path: the kind of each projection (-1: mixed)
+  int *rowtok, *chunk_e, *pos; // device, in ctx.tab: each padded row's token (-1: padding), each chunk's expert,
+  float *pw;                   // each token's padded rows and weights in ascending expert
+  moe_seg *d_segs;
+  hist_p *hist;
+  lin_params *lin; // [3][E]
+  void **ptr;      // [3 projections][weights, inputs, outputs][n_chunks]
+} moe_plan;
 
 // One GPU's share of the run: its calibration rows (whole sequences), its copy of the layer, its
 // buffers. Every function below works on the calling thread's current context (G); the API loops
@@ -101,10 +143,9 @@ typedef struct ctx {
   buf ssz;  // SSZ's per-row state
   size_t chan_w;
   buf stats, hist, tmp; // stats: min [groups] f32, max [groups] f32, sum [groups] f64, sum of squares [groups] f64
-  // the MoE block over all rows: normed input, output, router logits, top-k, rows by expert
-  buf xa, mo, logits, sel, wts, tok, tw, xe, eg, eu, ye;
-  int *h_sel, *h_count, *h_offs, *h_tok, *h_fill;
-  float *h_wts, *h_tw;
+  // the MoE block over all rows: normed input, output, router logits, top-k; a wave's expert rows; the plan
+  buf xa, mo, logits, sel, wts, xe, eg, eu, ye, tab;
+  moe_plan m;
 } ctx;
 
 #define MAX_DEV 16
@@ -272,19 +313,31 @@ __global__ void k_route(float *logits, int rows, int E, int K, int norm, int *se
   if (r < rows) cslim_route_token(logits + (size_t)r * E, E, K, norm, sel + (size_t)r * K, wts + (size_t)r * K);
 }
 
+// y[r] = x[idx[r]], or zeros where idx[r] < 0 (an expert's padding)
 __global__ void k_gather(const float *x, int H, const int *idx, int n, float *y) {
   size_t total = (size_t)n * H;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
-    y[i] = x[(size_t)idx[i / H] * H + i % H];
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    const int t = idx[i / H];
+    y[i] = t < 0 ? 0.0f : x[(size_t)t * H + i % H];
+  }
 }
 
-// out[idx[i]] += y[i] * w[i]: the product rounded before the add, as transformers (rows distinct within an expert)
-__global__ void k_scatter_add(const float *y, int H, const int *idx, const float *w, int n, float *out) {
-  size_t total = (size_t)n * H;
+// out[t] += y[p] * w for each of token t's padded rows p (pos[t K ..], ascending expert) inside this wave's rows
+// [p0, p1): the product rounded before the add, token by token in expert order, as transformers and the CPU
+__global__ void k_combine(const float *y, int H, const int *pos, const float *w, int T, int K, int p0, int p1,
+                          float *out) {
+  size_t total = (size_t)T * H;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-    size_t r = i / H;
-    float p = y[i] * w[r];
-    out[(size_t)idx[r] * H + i % H] += p;
+    const size_t t = i / H;
+    float acc = out[i];
+    for (int j = 0; j < K; j++) {
+      const int p = pos[t * K + j];
+      if (p >= p0 && p < p1) {
+        float prod = y[(size_t)(p - p0) * H + i % H] * w[t * K + j];
+        acc += prod;
+      }
+    }
+    out[i] = acc;
   }
 }
 
@@ -299,10 +352,17 @@ __global__ void k_add(float *a, const float *b, size_t n) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) a[i] += b[i];
 }
 
-__global__ void k_add_bias(float *y, int rows, int n, const float *b) {
+// the parameters of row `row`'s Linear
+__device__ __forceinline__ const lin_params *params_of(const lin_sel &s, size_t row) {
+  return s.tab ? &s.tab[s.chunk_e[row / MOE_CHUNK]] : &s.one;
+}
+
+__global__ void k_add_bias(float *y, int rows, int n, lin_sel sel) {
   size_t total = (size_t)rows * n;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
-    y[i] += b[i % n];
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    const float *b = params_of(sel, i / n)->bias;
+    if (b) y[i] += b[i % n];
+  }
 }
 
 __device__ void atomic_min_f(float *a, float v) {
@@ -323,13 +383,14 @@ __device__ void atomic_max_f(float *a, float v) {
   }
 }
 
-// min (v < a ? v : a, as the CPU observer: a NaN does not move it), max, sum, sum of squares
-__global__ void k_observe(const float *x, size_t n, float *st_mn, float *st_mx, double *st_sum, double *st_sq) {
+// min (v < a ? v : a, as the CPU observer: a NaN does not move it), max, sum, sum of squares of x[0, n), block b of nb
+__device__ void observe_block(const float *x, size_t n, unsigned b, unsigned nb, float *st_mn, float *st_mx,
+                              double *st_sum, double *st_sq) {
   __shared__ float shf[32];
   __shared__ double shd[32];
   float mn = INFINITY, mx = -INFINITY;
   double s = 0, q = 0;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+  for (size_t i = b * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)nb * blockDim.x) {
     float v = x[i];
     mn = v < mn ? v : mn;
     mx = v > mx ? v : mx;
@@ -346,6 +407,18 @@ __global__ void k_observe(const float *x, size_t n, float *st_mn, float *st_mx, 
     atomicAdd(st_sum, s);
     atomicAdd(st_sq, q);
   }
+}
+
+__global__ void k_observe(const float *x, size_t n, float *st_mn, float *st_mx, double *st_sum, double *st_sq) {
+  observe_block(x, n, blockIdx.x, gridDim.x, st_mn, st_mx, st_sum, st_sq);
+}
+
+// each expert's rows of a wave (segment blockIdx.y) into its group 5 + 2 e + which; stats as in reset_stats
+__global__ void k_observe_experts(const float *x, int width, const moe_seg *segs, int which, float *f, double *d, int ng) {
+  const moe_seg sg = segs[blockIdx.y];
+  const int g = 5 + 2 * sg.e + which;
+  observe_block(x + (size_t)sg.row0 * width, (size_t)sg.n * width, blockIdx.x, gridDim.x, f + g, f + ng + g, d + g,
+                d + ng + g);
 }
 
 // per-channel min / max over rows (threads across channels, blocks in y across rows)
@@ -371,13 +444,15 @@ __global__ void k_reset_stats(float *mn, float *mx, double *sum, double *sq, int
   if (i < n) mn[i] = INFINITY, mx[i] = -INFINITY, sum[i] = 0.0, sq[i] = 0.0;
 }
 
-// torch.histc as cslim_observer_hist_update: bin = (int)((v - lo) * B / w), the maximum in the last bin
-__global__ void k_hist(const float *x, size_t n, double lo, double hi, int B, unsigned long long *counts) {
+// torch.histc as cslim_observer_hist_update: bin = (int)((v - lo) * B / w), the maximum in the last bin; x[0, n),
+// block b of nb, B bins of shared memory
+__device__ void hist_block(const float *x, size_t n, unsigned blk, unsigned nb, double lo, double hi, int B,
+                           unsigned long long *counts) {
   extern __shared__ unsigned long long shh[];
   for (int b = threadIdx.x; b < B; b += blockDim.x) shh[b] = 0;
   __syncthreads();
   const double w = hi - lo;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+  for (size_t i = blk * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)nb * blockDim.x) {
     double v = x[i];
     if (!(w > 0)) {
       atomicAdd(&shh[0], 1ull);
@@ -391,6 +466,20 @@ __global__ void k_hist(const float *x, size_t n, double lo, double hi, int B, un
   __syncthreads();
   for (int b = threadIdx.x; b < B; b += blockDim.x)
     if (shh[b]) atomicAdd(&counts[b], shh[b]);
+}
+
+__global__ void k_hist(const float *x, size_t n, double lo, double hi, int B, unsigned long long *counts) {
+  hist_block(x, n, blockIdx.x, gridDim.x, lo, hi, B, counts);
+}
+
+// each expert's rows of a wave (segment blockIdx.y) into group 5 + 2 e + which's histogram (none: bins 0)
+__global__ void k_hist_experts(const float *x, int width, const moe_seg *segs, int which, const hist_p *hp,
+                               unsigned long long *counts) {
+  const moe_seg sg = segs[blockIdx.y];
+  const int g = 5 + 2 * sg.e + which;
+  if (hp[g].bins > 0)
+    hist_block(x + (size_t)sg.row0 * width, (size_t)sg.n * width, blockIdx.x, gridDim.x, hp[g].lo, hp[g].hi,
+               hp[g].bins, counts + (size_t)g * 2048);
 }
 
 // per-channel symmetric min-max: block per row
@@ -495,10 +584,12 @@ __global__ void k_ssz_keep(int n, const double *mse, const float *cur_s, double 
   if (r < n && mse[r] < best[r]) best[r] = mse[r], best_s[r] = cur_s[r];
 }
 
-// npu_quantize: clamp(round(x * r + o)) per tensor
-__global__ void k_quant_static(const float *x, size_t n, float r, float o, int8_t *q) {
+// npu_quantize: clamp(round(x * r + o)) per tensor, x [rows, k]
+__global__ void k_quant_static(const float *x, int rows, int k, lin_sel sel, int8_t *q) {
+  size_t n = (size_t)rows * k;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-    float v = rintf(x[i] * r + o);
+    const lin_params *p = params_of(sel, i / k);
+    float v = rintf(x[i] * p->r + p->o);
     q[i] = (int8_t)(v < -128.f ? -128.f : v > 127.f ? 127.f : v);
   }
 }
@@ -519,34 +610,35 @@ __global__ void k_quant_dynamic(const float *x, int k, int8_t *q, float *rs) {
   }
 }
 
-__global__ void k_dequant_static(const int *acc, int rows, int n, const int *qbias, const float *deq, const float *bias,
-                                 int serve, float *y) {
+__global__ void k_dequant_static(const int *acc, int rows, int n, lin_sel sel, int serve, float *y) {
   size_t total = (size_t)rows * n;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    const lin_params *p = params_of(sel, i / n);
     int o = (int)(i % n);
-    float v = (float)(acc[i] + qbias[o]) * deq[o];
-    if (bias) v += bias[o];
+    float v = (float)(acc[i] + p->qbias[o]) * p->deq[o];
+    if (p->bias) v += p->bias[o];
     y[i] = round_serve(v, serve);
   }
 }
 
-__global__ void k_dequant_dynamic(const int *acc, int rows, int n, const float *wscale, const float *rs,
-                                  const float *bias, int serve, float *y) {
+__global__ void k_dequant_dynamic(const int *acc, int rows, int n, lin_sel sel, const float *rs, int serve, float *y) {
   size_t total = (size_t)rows * n;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
     int o = (int)(i % n);
     size_t r = i / n;
-    float v = (float)acc[i] * wscale[o] * rs[r];
-    if (bias) v += bias[o];
+    const lin_params *p = params_of(sel, r);
+    float v = (float)acc[i] * p->wscale[o] * rs[r];
+    if (p->bias) v += p->bias[o];
     y[i] = round_serve(v, serve);
   }
 }
 
-__global__ void k_bias_round(float *y, int rows, int n, const float *bias, int serve) {
+__global__ void k_bias_round(float *y, int rows, int n, lin_sel sel, int serve) {
   size_t total = (size_t)rows * n;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    const float *b = params_of(sel, i / n)->bias;
     float v = y[i];
-    if (bias) v += bias[i % n];
+    if (b) v += b[i % n];
     y[i] = round_serve(v, serve);
   }
 }
@@ -558,9 +650,11 @@ __global__ void k_w8a16_weights(const int8_t *q, int n, int k, const float *wsca
     w[i] = round_serve((float)q[i] * wscale[i / k], serve);
 }
 
-// acc[rows, n] = xq[rows, k] . w[n, k]^T, exact; for shapes cuBLAS's int8 path refuses
-__global__ void k_igemm(const int8_t *x, const int8_t *w, int rows, int n, int k, int *acc) {
-  int o = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y;
+// acc[rows, n] = xq[rows, k] . w[n, k]^T, exact; for shapes cuBLAS's int8 path refuses. With pointer tables
+// (tab: weights, inputs, outputs, nch each) chunk blockIdx.z's.
+__global__ void k_igemm(const int8_t *x, const int8_t *w, int rows, int n, int k, int *acc, void *const *tab, int nch) {
+  int o = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y, z = blockIdx.z;
+  if (tab) w = (const int8_t *)tab[z], x = (const int8_t *)tab[nch + z], acc = (int *)tab[2 * nch + z];
   if (o >= n) return;
   const int8_t *xr = x + (size_t)r * k, *wr = w + (size_t)o * k;
   int s = 0;
@@ -588,33 +682,57 @@ static int product_f32(const float *wf, int n, int k, const float *x, int rows, 
   return 0;
 }
 
-// y[rows, out] = x[rows, in] . W[out, in]^T in float (fp32, TF32 or bf16 inputs; float32 accumulation)
-static int gemm_float(slot *s, const float *x, int rows, float *y) {
-  const float one = 1.0f, zero = 0.0f;
-  size_t nw = (size_t)s->out * s->in;
+// the weights the float GEMMs read: bf16 for bf16 GEMMs, else float32, converted from the checkpoint's dtype once
+// per upload (NULL: out of memory)
+static const void *float_weights(slot *s) {
+  const size_t nw = (size_t)s->out * s->in;
+  const void *w = s->w.p;
   if (G.d.gemm == CSLIM_GEMM_BF16) {
-    const void *wb = s->w.p;
     if (s->dtype != CSLIM_GPU_BF16) {
-      if (s->fresh || !s->wb.p) {
-        TRY(grow(&s->wb, nw * 2));
+      if ((s->fresh || !s->wb.p) && !grow(&s->wb, nw * 2))
         k_to_bf16<<<grid_for(nw), 256, 0, G.st>>>(s->w.p, s->dtype, nw, (__nv_bfloat16 *)s->wb.p);
-      }
-      wb = s->wb.p;
+      w = s->wb.p;
     }
-    size_t nx = (size_t)rows * s->in;
-    TRY(grow(&G.xb, nx * 2));
-    k_to_bf16<<<grid_for(nx), 256, 0, G.st>>>(x, CSLIM_GPU_F32, nx, (__nv_bfloat16 *)G.xb.p);
-    CB(cublasGemmEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, s->out, rows, s->in, &one, wb, CUDA_R_16BF, s->in, G.xb.p,
-                    CUDA_R_16BF, s->in, &zero, y, CUDA_R_32F, s->out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   } else {
-    if (s->fresh || !s->wf.p) {
-      TRY(grow(&s->wf, nw * 4));
+    if ((s->fresh || !s->wf.p) && !grow(&s->wf, nw * 4))
       k_to_f32<<<grid_for(nw), 256, 0, G.st>>>(s->w.p, s->dtype, nw, F(s->wf));
-    }
-    TRY(product_f32(F(s->wf), s->out, s->in, x, rows, y));
+    w = s->wf.p;
   }
   s->fresh = 0;
-  if (s->has_bias) k_add_bias<<<grid_for((size_t)rows * s->out), 256, 0, G.st>>>(y, rows, s->out, F(s->bias));
+  return w;
+}
+
+// x [n floats] in bf16 (G.xb)
+static int to_bf16(const float *x, size_t n) {
+  TRY(grow(&G.xb, n * 2));
+  k_to_bf16<<<grid_for(n), 256, 0, G.st>>>(x, CSLIM_GPU_F32, n, (__nv_bfloat16 *)G.xb.p);
+  return 0;
+}
+
+// the parameters a Linear's kernels read around its GEMM (float, or quantized as set_qlinear said): the float bias
+// where they add it (a static Linear's is folded into qbias unless bias_after), the quantization parameters
+static lin_sel slot_sel(const slot *s, int quantized) {
+  const int kind = quantized ? s->p.kind : CSLIM_GPU_LIN_FLOAT;
+  const int bias = s->has_bias && (kind != CSLIM_GPU_LIN_STATIC || s->p.bias_after);
+  lin_sel r = {{(const int *)s->qbias.p, F(s->deq), F(s->wscale), bias ? F(s->bias) : NULL, s->p.in_recip,
+                s->p.in_offset},
+               NULL, NULL};
+  return r;
+}
+
+// y[rows, out] = x[rows, in] . W[out, in]^T in float (fp32, TF32 or bf16 inputs; float32 accumulation)
+static int gemm_float(slot *s, const float *x, int rows, float *y) {
+  const void *w = float_weights(s);
+  if (!w) return -1;
+  if (G.d.gemm == CSLIM_GEMM_BF16) {
+    const float one = 1.0f, zero = 0.0f;
+    TRY(to_bf16(x, (size_t)rows * s->in));
+    CB(cublasGemmEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, s->out, rows, s->in, &one, w, CUDA_R_16BF, s->in, G.xb.p,
+                    CUDA_R_16BF, s->in, &zero, y, CUDA_R_32F, s->out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  } else {
+    TRY(product_f32((const float *)w, s->out, s->in, x, rows, y));
+  }
+  if (s->has_bias) k_add_bias<<<grid_for((size_t)rows * s->out), 256, 0, G.st>>>(y, rows, s->out, slot_sel(s, 0));
   return 0;
 }
 
@@ -626,9 +744,62 @@ static int gemm_int8(const int8_t *xq, const int8_t *w, int rows, int n, int k, 
                       acc, CUDA_R_32I, n, CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS) {
     dim3 grid((unsigned)((n + 127) / 128), (unsigned)rows);
-    k_igemm<<<grid, 128, 0, G.st>>>(xq, w, rows, n, k, acc);
+    k_igemm<<<grid, 128, 0, G.st>>>(xq, w, rows, n, k, acc, NULL, 0);
   }
   return 0;
+}
+
+// The kinds of product gemm_tables runs: float weights as the GEMM mode reads them (bf16 inputs in bf16 mode), float32
+// weights (W8A16's dequantized ones: ordered, or TF32), int8 codes (exact int32 sums).
+enum { GT_FLOAT, GT_F32, GT_INT8 };
+
+// y[c] = x[c] . w[c]^T, [MOE_CHUNK, k] . [n, k]^T, for the nch chunks of the device pointer table t (weights t[c],
+// inputs t[nch + c], outputs t[2 nch + c]): one launch
+static int gemm_tables(int kind, void *const *t, int nch, int n, int k) {
+  const float one = 1.0f, zero = 0.0f;
+  if (kind == GT_INT8) {
+    const int ione = 1, izero = 0;
+    cublasStatus_t st = CUBLAS_STATUS_NOT_SUPPORTED;
+    if (k % 4 == 0)
+      st = cublasGemmBatchedEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, n, MOE_CHUNK, k, &ione, t, CUDA_R_8I, k, t + nch,
+                               CUDA_R_8I, k, &izero, t + 2 * nch, CUDA_R_32I, n, nch, CUBLAS_COMPUTE_32I,
+                               CUBLAS_GEMM_DEFAULT);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+      dim3 grid((unsigned)((n + 127) / 128), MOE_CHUNK, (unsigned)nch);
+      k_igemm<<<grid, 128, 0, G.st>>>(NULL, NULL, MOE_CHUNK, n, k, NULL, t, nch);
+    }
+    return 0;
+  }
+  if (kind == GT_FLOAT && G.d.gemm == CSLIM_GEMM_BF16) {
+    CB(cublasGemmBatchedEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, n, MOE_CHUNK, k, &one, t, CUDA_R_16BF, k, t + nch,
+                           CUDA_R_16BF, k, &zero, t + 2 * nch, CUDA_R_32F, n, nch, CUBLAS_COMPUTE_32F,
+                           CUBLAS_GEMM_DEFAULT));
+  } else if (G.d.gemm == CSLIM_GEMM_FP32) {
+    gemm_ordered_tables(G.st, nch, MOE_CHUNK, n, k, (const float *const *)(t + nch), (const float *const *)t,
+                        (float *const *)(t + 2 * nch));
+  } else {
+    CB(cublasGemmBatchedEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, n, MOE_CHUNK, k, &one, t, CUDA_R_32F, k, t + nch,
+                           CUDA_R_32F, k, &zero, t + 2 * nch, CUDA_R_32F, n, nch, CUBLAS_COMPUTE_32F_FAST_TF32,
+                           CUBLAS_GEMM_DEFAULT));
+  }
+  return 0;
+}
+
+// The work around a quantized GEMM, shared by one Linear (sel.one) and a wave of experts (sel.tab): x [rows, k] to
+// int8 codes in G.xq (static: per tensor; dynamic: per row, scales in G.rs), and the int32 sums in G.acc back to y.
+static void quantize_rows(int kind, const float *x, int rows, int k, lin_sel sel) {
+  if (kind == CSLIM_GPU_LIN_STATIC)
+    k_quant_static<<<grid_for((size_t)rows * k), 256, 0, G.st>>>(x, rows, k, sel, (int8_t *)G.xq.p);
+  else
+    k_quant_dynamic<<<rows, 256, 0, G.st>>>(x, k, (int8_t *)G.xq.p, F(G.rs));
+}
+
+static void dequantize_rows(int kind, int rows, int n, lin_sel sel, float *y) {
+  const size_t ny = (size_t)rows * n;
+  if (kind == CSLIM_GPU_LIN_STATIC)
+    k_dequant_static<<<grid_for(ny), 256, 0, G.st>>>((const int *)G.acc.p, rows, n, sel, G.d.serve, y);
+  else
+    k_dequant_dynamic<<<grid_for(ny), 256, 0, G.st>>>((const int *)G.acc.p, rows, n, sel, F(G.rs), G.d.serve, y);
 }
 
 // the Linear in slot `si` on rows of x: float, or as the serving engine computes it
@@ -637,26 +808,18 @@ static int linear(int si, int quantized, const float *x, int rows, float *y) {
   if (!s->loaded) return fail("slot %d has no weights", si);
   if (!quantized || s->p.kind == CSLIM_GPU_LIN_FLOAT) return gemm_float(s, x, rows, y);
   const int n = s->out, k = s->in;
-  const size_t nx = (size_t)rows * k, ny = (size_t)rows * n;
+  const lin_sel sel = slot_sel(s, 1);
   if (s->p.kind == CSLIM_GPU_LIN_W8A16) {
     TRY(product_f32(F(s->wf), n, k, x, rows, y));
-    k_bias_round<<<grid_for(ny), 256, 0, G.st>>>(y, rows, n, s->has_bias ? F(s->bias) : NULL, G.d.serve);
+    k_bias_round<<<grid_for((size_t)rows * n), 256, 0, G.st>>>(y, rows, n, sel, G.d.serve);
     return 0;
   }
-  TRY(grow(&G.xq, nx));
-  TRY(grow(&G.acc, ny * 4));
+  TRY(grow(&G.xq, (size_t)rows * k));
+  TRY(grow(&G.acc, (size_t)rows * n * 4));
   TRY(grow(&G.rs, (size_t)rows * 4));
-  if (s->p.kind == CSLIM_GPU_LIN_STATIC)
-    k_quant_static<<<grid_for(nx), 256, 0, G.st>>>(x, nx, s->p.in_recip, s->p.in_offset, (int8_t *)G.xq.p);
-  else
-    k_quant_dynamic<<<rows, 256, 0, G.st>>>(x, k, (int8_t *)G.xq.p, F(G.rs));
+  quantize_rows(s->p.kind, x, rows, k, sel);
   TRY(gemm_int8((const int8_t *)G.xq.p, (const int8_t *)s->q.p, rows, n, k, (int *)G.acc.p));
-  if (s->p.kind == CSLIM_GPU_LIN_STATIC)
-    k_dequant_static<<<grid_for(ny), 256, 0, G.st>>>((const int *)G.acc.p, rows, n, (const int *)s->qbias.p, F(s->deq),
-                                                     s->p.bias_after && s->has_bias ? F(s->bias) : NULL, G.d.serve, y);
-  else
-    k_dequant_dynamic<<<grid_for(ny), 256, 0, G.st>>>((const int *)G.acc.p, rows, n, F(s->wscale), F(G.rs),
-                                                      s->has_bias ? F(s->bias) : NULL, G.d.serve, y);
+  dequantize_rows(s->p.kind, rows, n, sel, y);
   return 0;
 }
 
@@ -774,58 +937,251 @@ static int mlp_rows(int pass, int r0, int rows, float *hb, cslim_gpu_hist *hist)
   return 0;
 }
 
-// the MoE block on every row of hb at once (each expert's GEMMs see all its rows)
+// ---- the MoE block -----------------------------------------------------------------------------------------
+//
+// Experts run grouped. The rows routed to an expert (ascending, as the CPU) are gathered into a segment padded with
+// zero rows to whole chunks of MOE_CHUNK; consecutive experts make a wave of about MOE_WAVE_FLOATS / hidden rows (an
+// expert with more is a wave of its own), and each projection of a wave is one batched GEMM over the wave's chunks,
+// each chunk with a pointer to its own expert's weights. The observers read each expert's real rows only; the weighted
+// sum adds each token's experts in ascending id, the CPU's order, so fp32 runs keep the CPU's bits.
+
+#define MOE_WAVE_FLOATS ((size_t)64 << 20) /* a wave's gathered input: rows x hidden floats (256 MB) */
+
+// rows a wave takes: MOE_WAVE_FLOATS / hidden, or CSLIM_GPU_MOE_WAVE (bench/gpu_parity.sh tests several waves with it)
+static int wave_rows(void) {
+  const char *v = getenv("CSLIM_GPU_MOE_WAVE");
+  const long rows = v && atol(v) > 0 ? atol(v) : (long)(MOE_WAVE_FLOATS / G.d.hidden);
+  return rows > MOE_CHUNK ? (int)(rows / MOE_CHUNK * MOE_CHUNK) : MOE_CHUNK;
+}
+
+static size_t take(size_t *off, size_t bytes) {
+  const size_t at = (*off + 15) & ~(size_t)15;
+  *off = at + bytes;
+  return at;
+}
+
+// the kind of projection j (0 gate, 1 up, 2 down) of every expert with rows in this pass (CSLIM_GPU_LIN_*), or -1
+// where they differ (then they run one at a time)
+static int experts_kind(int j, int quant) {
+  int kind = -2;
+  for (int i = 0; i < G.m.n_segs; i++) {
+    const slot *s = &G.s[8 + 3 * G.m.segs[i].e + j];
+    const int k = quant ? s->p.kind : CSLIM_GPU_LIN_FLOAT;
+    if (kind == -2) kind = k;
+    else if (k != kind) return -1;
+  }
+  return kind;
+}
+
+// After routing (h_count, h_offs, h_tok, h_tw): the waves, the device buffers for the largest, and the tables,
+// built here and uploaded at once.
+static int plan_experts(int pass, const cslim_gpu_hist *hist) {
+  moe_plan *m = &G.m;
+  const int H = G.d.hidden, E = G.d.n_experts, K = G.d.top_k, NI = G.d.moe_inter, T = G.total, quant = pass < 0;
+  const int budget = wave_rows();
+  int p = 0, most = 0;
+  m->n_segs = m->n_waves = 0;
+  for (int e = 0; e < E; e++) {
+    const int n = G.m.h_count[e], pad = (n + MOE_CHUNK - 1) / MOE_CHUNK * MOE_CHUNK;
+    if (!n) continue;
+    moe_wave *w = m->n_waves ? &m->waves[m->n_waves - 1] : NULL;
+    if (!w || w->rows + pad > budget) {
+      w = &m->waves[m->n_waves++];
+      *w = {m->n_segs, m->n_segs, p, 0};
+    }
+    m->segs[m->n_segs++] = {w->rows, n, e};
+    m->h_prow[e] = p;
+    w->s1 = m->n_segs;
+    w->rows += pad;
+    p += pad;
+    most = w->rows > most ? w->rows : most;
+  }
+  const int P = p, nch = P / MOE_CHUNK, ng = G.n_groups, wide = H > NI ? H : NI;
+  for (int j = 0; j < 3; j++) {
+    m->path[j] = experts_kind(j, quant);
+    m->bias[j] = 0;
+    for (int i = 0; i < m->n_segs; i++) m->bias[j] |= slot_sel(&G.s[8 + 3 * m->segs[i].e + j], quant).one.bias != NULL;
+  }
+  m->n_chunks = nch;
+  // the largest wave's buffers (the pointer tables below hold their addresses)
+  const size_t most_in = (size_t)most * wide;
+  TRY(grow(&G.xe, (size_t)most * H * 4 + 4));
+  TRY(grow(&G.eg, (size_t)most * NI * 4 + 4));
+  TRY(grow(&G.eu, (size_t)most * NI * 4 + 4));
+  if (quant) TRY(grow(&G.ye, (size_t)most * H * 4 + 4));
+  if (G.d.gemm == CSLIM_GEMM_BF16) TRY(grow(&G.xb, most_in * 2 + 4));
+  if (quant) {
+    TRY(grow(&G.xq, most_in + 4));
+    TRY(grow(&G.acc, most_in * 4 + 4));
+    TRY(grow(&G.rs, (size_t)most * 4 + 4));
+  }
+  // the tables
+  size_t off = 0;
+  const size_t o_rowtok = take(&off, (size_t)P * 4), o_chunk = take(&off, (size_t)nch * 4);
+  const size_t o_pos = take(&off, (size_t)T * K * 4), o_pw = take(&off, (size_t)T * K * 4);
+  const size_t o_segs = take(&off, (size_t)m->n_segs * sizeof(moe_seg)), o_hist = take(&off, (size_t)ng * sizeof(hist_p));
+  const size_t o_lin = take(&off, (size_t)3 * E * sizeof(lin_params)), o_ptr = take(&off, (size_t)9 * nch * sizeof(void *));
+  if (off > m->h_tab_cap) {
+    if (m->h_tab) cudaFreeHost(m->h_tab);
+    m->h_tab = NULL;
+    m->h_tab_cap = 0;
+    CK(cudaMallocHost((void **)&m->h_tab, off));
+    m->h_tab_cap = off;
+  }
+  char *h = m->h_tab;
+  int *rowtok = (int *)(h + o_rowtok), *chunk_e = (int *)(h + o_chunk), *pos = (int *)(h + o_pos);
+  float *pw = (float *)(h + o_pw);
+  for (int i = 0; i < m->n_waves; i++)
+    for (int si = m->waves[i].s0; si < m->waves[i].s1; si++) {
+      const moe_seg *sg = &m->segs[si];
+      const int p0 = m->waves[i].p0 + sg->row0, pad = (sg->n + MOE_CHUNK - 1) / MOE_CHUNK * MOE_CHUNK;
+      for (int r = 0; r < pad; r++) rowtok[p0 + r] = r < sg->n ? G.m.h_tok[G.m.h_offs[sg->e] + r] : -1;
+      for (int c = 0; c < pad / MOE_CHUNK; c++) chunk_e[p0 / MOE_CHUNK + c] = sg->e;
+    }
+  for (int t = 0; t < T; t++) m->h_fill[t] = 0;
+  for (int e = 0; e < E; e++) // each token's rows in ascending expert
+    for (int r = 0; r < m->h_count[e]; r++) {
+      const int at = m->h_offs[e] + r, t = m->h_tok[at], j = m->h_fill[t]++;
+      pos[(size_t)t * K + j] = m->h_prow[e] + r;
+      pw[(size_t)t * K + j] = m->h_tw[at];
+    }
+  memcpy(h + o_segs, m->segs, (size_t)m->n_segs * sizeof(moe_seg));
+  hist_p *hp = (hist_p *)(h + o_hist);
+  for (int g = 0; g < ng; g++) hp[g] = hist && pass == CSLIM_GPU_PASS_HIST ? hist_p{hist[g].lo, hist[g].hi, hist[g].bins}
+                                                                           : hist_p{0, 0, 0};
+  lin_params *lin = (lin_params *)(h + o_lin);
+  memset(lin, 0, (size_t)3 * E * sizeof(lin_params));
+  void **ptr = (void **)(h + o_ptr);
+  for (int j = 0; j < 3; j++) {
+    const int kind = m->path[j], k = j < 2 ? H : NI, n = j < 2 ? NI : H;
+    char *x = (char *)(j < 2 ? G.xe.p : G.eg.p), *y = (char *)(j == 0 ? G.eg.p : j == 1 ? G.eu.p : G.ye.p);
+    size_t xs = 4; // bytes of an input element
+    if (kind == CSLIM_GPU_LIN_FLOAT && G.d.gemm == CSLIM_GEMM_BF16) x = (char *)G.xb.p, xs = 2;
+    if (kind == CSLIM_GPU_LIN_STATIC || kind == CSLIM_GPU_LIN_DYNAMIC) x = (char *)G.xq.p, xs = 1, y = (char *)G.acc.p;
+    for (int i = 0; i < m->n_segs; i++) {
+      slot *s = &G.s[8 + 3 * m->segs[i].e + j];
+      lin[j * E + m->segs[i].e] = slot_sel(s, quant).one;
+    }
+    if (kind < 0) continue;
+    for (int i = 0; i < m->n_waves; i++) {
+      const moe_wave *w = &m->waves[i];
+      const int c0 = w->p0 / MOE_CHUNK, nw = w->rows / MOE_CHUNK;
+      void **t = ptr + ((size_t)j * nch + c0) * 3; // weights, inputs, outputs of the wave's chunks
+      for (int si = w->s0; si < w->s1; si++) {
+        const moe_seg *sg = &m->segs[si];
+        slot *s = &G.s[8 + 3 * sg->e + j];
+        const void *wt = kind == CSLIM_GPU_LIN_FLOAT ? float_weights(s) : kind == CSLIM_GPU_LIN_W8A16 ? s->wf.p : s->q.p;
+        if (!wt) return -1;
+        for (int r = sg->row0; r < sg->row0 + (sg->n + MOE_CHUNK - 1) / MOE_CHUNK * MOE_CHUNK; r += MOE_CHUNK) {
+          const int c = r / MOE_CHUNK;
+          t[c] = (void *)wt;
+          t[nw + c] = x + (size_t)r * k * xs;
+          t[2 * nw + c] = y + (size_t)r * n * 4;
+        }
+      }
+    }
+  }
+  TRY(grow(&G.tab, off));
+  CK(cudaMemcpyAsync(G.tab.p, h, off, cudaMemcpyHostToDevice, G.st));
+  char *d = (char *)G.tab.p;
+  m->rowtok = (int *)(d + o_rowtok), m->chunk_e = (int *)(d + o_chunk), m->pos = (int *)(d + o_pos);
+  m->pw = (float *)(d + o_pw), m->d_segs = (moe_seg *)(d + o_segs), m->hist = (hist_p *)(d + o_hist);
+  m->lin = (lin_params *)(d + o_lin), m->ptr = (void **)(d + o_ptr);
+  return 0;
+}
+
+// the observers of a wave's experts: input `which` (0 gate/up, 1 down) of each, x [rows, width]
+static void observe_experts(int pass, const moe_wave *w, int which, const float *x, int width) {
+  if (pass < 0 || pass == CSLIM_GPU_PASS_CHANNELS) return;
+  dim3 grid(32, (unsigned)(w->s1 - w->s0));
+  const moe_seg *segs = G.m.d_segs + w->s0;
+  if (pass == CSLIM_GPU_PASS_STATS) {
+    const int ng = G.n_groups;
+    float *f = (float *)G.stats.p;
+    double *d = (double *)((char *)G.stats.p + (size_t)8 * ng);
+    k_observe_experts<<<grid, 256, 0, G.st>>>(x, width, segs, which, f, d, ng);
+  } else {
+    k_hist_experts<<<grid, 256, 2048 * 8, G.st>>>(x, width, segs, which, G.m.hist, (unsigned long long *)G.hist.p);
+  }
+}
+
+// projection j of a wave's experts on its rows: x [rows, in] -> y [rows, out] (the buffers plan_experts tabled)
+static int experts_linear(const moe_wave *w, int j, int quant, const float *x, float *y) {
+  moe_plan *m = &G.m;
+  const int kind = m->path[j], k = j < 2 ? G.d.hidden : G.d.moe_inter, n = j < 2 ? G.d.moe_inter : G.d.hidden;
+  const int P = w->rows, c0 = w->p0 / MOE_CHUNK, nw = P / MOE_CHUNK;
+  if (kind < 0) { // experts of different kinds: each on its padded rows
+    for (int si = w->s0; si < w->s1; si++) {
+      const moe_seg *sg = &m->segs[si];
+      const int pad = (sg->n + MOE_CHUNK - 1) / MOE_CHUNK * MOE_CHUNK;
+      TRY(linear(8 + 3 * sg->e + j, quant, x + (size_t)sg->row0 * k, pad, y + (size_t)sg->row0 * n));
+    }
+    return 0;
+  }
+  void *const *t = m->ptr + ((size_t)j * m->n_chunks + c0) * 3;
+  const lin_sel sel = {{NULL, NULL, NULL, NULL, 0, 0}, m->lin + (size_t)j * G.d.n_experts, m->chunk_e + c0};
+  const size_t ny = (size_t)P * n;
+  if (kind == CSLIM_GPU_LIN_FLOAT) {
+    if (G.d.gemm == CSLIM_GEMM_BF16) TRY(to_bf16(x, (size_t)P * k));
+    TRY(gemm_tables(GT_FLOAT, t, nw, n, k));
+    if (m->bias[j]) k_add_bias<<<grid_for(ny), 256, 0, G.st>>>(y, P, n, sel);
+  } else if (kind == CSLIM_GPU_LIN_W8A16) {
+    TRY(gemm_tables(GT_F32, t, nw, n, k));
+    k_bias_round<<<grid_for(ny), 256, 0, G.st>>>(y, P, n, sel, G.d.serve);
+  } else {
+    quantize_rows(kind, x, P, k, sel);
+    TRY(gemm_tables(GT_INT8, t, nw, n, k));
+    dequantize_rows(kind, P, n, sel, y);
+  }
+  return 0;
+}
+
+// the MoE block on every row of hb at once
 static int moe_rows(int pass, float *hb, cslim_gpu_hist *hist, int *tokens) {
   const int H = G.d.hidden, E = G.d.n_experts, K = G.d.top_k, NI = G.d.moe_inter, T = G.total, quant = pass < 0;
   const size_t nT = (size_t)T * H, nk = (size_t)T * K;
+  moe_plan *m = &G.m;
   TRY(grow(&G.xa, nT * 4));
   TRY(grow(&G.logits, (size_t)T * E * 4));
   TRY(grow(&G.sel, nk * 4));
   TRY(grow(&G.wts, nk * 4));
-  TRY(grow(&G.tok, nk * 4));
-  TRY(grow(&G.tw, nk * 4));
   rmsnorm(hb, T, H, F(G.norm[2]), G.has_norm_b[1] ? F(G.norm[3]) : NULL, G.d.eps, F(G.xa));
   TRY(observe(pass, 4, F(G.xa), nT, hist));
   TRY(linear(7, quant, F(G.xa), T, F(G.logits)));
   k_route<<<(T + 127) / 128, 128, 0, G.st>>>(F(G.logits), T, E, K, G.d.norm_topk, (int *)G.sel.p, F(G.wts));
   // rows grouped by expert on the host, ascending within each (as the CPU)
-  if (!G.h_sel) {
-    G.h_sel = (int *)malloc(nk * 4), G.h_tok = (int *)malloc(nk * 4), G.h_wts = (float *)malloc(nk * 4);
-    G.h_tw = (float *)malloc(nk * 4), G.h_count = (int *)malloc((size_t)E * 4), G.h_offs = (int *)malloc((size_t)(E + 1) * 4);
-    G.h_fill = (int *)malloc((size_t)E * 4);
-    if (!G.h_sel || !G.h_tok || !G.h_wts || !G.h_tw || !G.h_count || !G.h_offs || !G.h_fill) return fail("out of memory");
+  if (!m->h_sel) {
+    m->h_sel = (int *)malloc(nk * 4), m->h_tok = (int *)malloc(nk * 4), m->h_wts = (float *)malloc(nk * 4);
+    m->h_tw = (float *)malloc(nk * 4), m->h_count = (int *)malloc((size_t)E * 4);
+    m->h_offs = (int *)malloc((size_t)(E + 1) * 4), m->h_prow = (int *)malloc((size_t)E * 4);
+    m->h_fill = (int *)malloc((size_t)(T > E ? T : E) * 4);
+    m->waves = (moe_wave *)malloc((size_t)E * sizeof(moe_wave)), m->segs = (moe_seg *)malloc((size_t)E * sizeof(moe_seg));
+    if (!m->h_sel || !m->h_tok || !m->h_wts || !m->h_tw || !m->h_count || !m->h_offs || !m->h_prow || !m->h_fill ||
+        !m->waves || !m->segs)
+      return fail("out of memory");
   }
-  CK(cudaMemcpyAsync(G.h_sel, G.sel.p, nk * 4, cudaMemcpyDeviceToHost, G.st));
-  CK(cudaMemcpyAsync(G.h_wts, G.wts.p, nk * 4, cudaMemcpyDeviceToHost, G.st));
+  CK(cudaMemcpyAsync(m->h_sel, G.sel.p, nk * 4, cudaMemcpyDeviceToHost, G.st));
+  CK(cudaMemcpyAsync(m->h_wts, G.wts.p, nk * 4, cudaMemcpyDeviceToHost, G.st));
   CK(cudaStreamSynchronize(G.st));
-  long bad = cslim_group_by_expert(G.h_sel, G.h_wts, T, K, E, G.h_count, G.h_offs, G.h_fill, G.h_tok, G.h_tw);
+  long bad = cslim_group_by_expert(m->h_sel, m->h_wts, T, K, E, m->h_count, m->h_offs, m->h_fill, m->h_tok, m->h_tw);
   if (bad >= 0) return fail("token %ld was routed to no expert (non-finite router logits)", bad / K);
-  if (tokens) memcpy(tokens, G.h_count, (size_t)E * 4);
-  CK(cudaMemcpyAsync(G.tok.p, G.h_tok, nk * 4, cudaMemcpyHostToDevice, G.st));
-  CK(cudaMemcpyAsync(G.tw.p, G.h_tw, nk * 4, cudaMemcpyHostToDevice, G.st));
-  int maxc = 0;
-  for (int e = 0; e < E; e++) maxc = G.h_count[e] > maxc ? G.h_count[e] : maxc;
-  TRY(grow(&G.xe, (size_t)maxc * H * 4 + 4));
-  TRY(grow(&G.eg, (size_t)maxc * NI * 4 + 4));
-  TRY(grow(&G.eu, (size_t)maxc * NI * 4 + 4));
-  TRY(grow(&G.ye, (size_t)maxc * H * 4 + 4));
+  if (tokens) memcpy(tokens, m->h_count, (size_t)E * 4);
+  TRY(plan_experts(pass, hist));
   if (quant) {
     TRY(grow(&G.mo, nT * 4));
     CK(cudaMemsetAsync(G.mo.p, 0, nT * 4, G.st));
   }
-  for (int e = 0; e < E; e++) {
-    const int n = G.h_count[e];
-    if (!n) continue;
-    const int *idx = (const int *)G.tok.p + G.h_offs[e];
-    k_gather<<<grid_for((size_t)n * H), 256, 0, G.st>>>(F(G.xa), H, idx, n, F(G.xe));
-    TRY(observe(pass, 5 + 2 * e, F(G.xe), (size_t)n * H, hist));
-    TRY(linear(8 + 3 * e, quant, F(G.xe), n, F(G.eg)));
-    TRY(linear(9 + 3 * e, quant, F(G.xe), n, F(G.eu)));
-    k_silu_mul<<<grid_for((size_t)n * NI), 256, 0, G.st>>>(F(G.eg), F(G.eu), (size_t)n * NI);
-    TRY(observe(pass, 6 + 2 * e, F(G.eg), (size_t)n * NI, hist));
+  for (int i = 0; i < m->n_waves; i++) {
+    const moe_wave *w = &m->waves[i];
+    k_gather<<<grid_for((size_t)w->rows * H), 256, 0, G.st>>>(F(G.xa), H, m->rowtok + w->p0, w->rows, F(G.xe));
+    observe_experts(pass, w, 0, F(G.xe), H);
+    TRY(experts_linear(w, 0, quant, F(G.xe), F(G.eg)));
+    TRY(experts_linear(w, 1, quant, F(G.xe), F(G.eu)));
+    k_silu_mul<<<grid_for((size_t)w->rows * NI), 256, 0, G.st>>>(F(G.eg), F(G.eu), (size_t)w->rows * NI);
+    observe_experts(pass, w, 1, F(G.eg), NI);
     if (quant) {
-      TRY(linear(10 + 3 * e, quant, F(G.eg), n, F(G.ye)));
-      k_scatter_add<<<grid_for((size_t)n * H), 256, 0, G.st>>>(F(G.ye), H, idx, F(G.tw) + G.h_offs[e], n, F(G.mo));
+      TRY(experts_linear(w, 2, quant, F(G.eg), F(G.ye)));
+      k_combine<<<grid_for(nT), 256, 0, G.st>>>(F(G.ye), H, m->pos, m->pw, T, K, w->p0, w->p0 + w->rows, F(G.mo));
     }
   }
   if (quant) k_add<<<grid_for(nT), 256, 0, G.st>>>(hb, F(G.mo), nT);
@@ -977,7 +1333,7 @@ static void dev_end(float *h) {
                (size_t)G.total * G.d.hidden * 4, cudaMemcpyDeviceToHost);
   buf *all[] = {&G.h,  &G.cos_t, &G.sin_t, &G.hs,    &G.xn,  &G.q,   &G.k,    &G.v,   &G.ctx, &G.o,
                 &G.g,  &G.u,     &G.S,     &G.xq,    &G.acc, &G.rs,  &G.xb,   &G.stats, &G.hist, &G.tmp,
-                &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.tok, &G.tw,   &G.xe,  &G.eg,  &G.eu, &G.ye, &G.chan, &G.ssz};
+                &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.xe,  &G.eg,   &G.eu,  &G.ye,  &G.tab, &G.chan, &G.ssz};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
   for (int i = 0; i < 6; i++) drop(&G.norm[i]);
   for (int i = 0; G.s && i < G.n_slots; i++) {
@@ -989,7 +1345,10 @@ static void dev_end(float *h) {
   if (G.blas) cublasDestroy(G.blas);
   if (G.st) cudaStreamDestroy(G.st);
   free(G.seq_start);
-  free(G.h_sel), free(G.h_tok), free(G.h_wts), free(G.h_tw), free(G.h_count), free(G.h_offs), free(G.h_fill);
+  moe_plan *m = &G.m;
+  free(m->h_sel), free(m->h_tok), free(m->h_wts), free(m->h_tw), free(m->h_count), free(m->h_offs), free(m->h_fill);
+  free(m->h_prow), free(m->waves), free(m->segs);
+  if (m->h_tab) cudaFreeHost(m->h_tab);
   int dev = G.dev;
   memset(&G, 0, sizeof G);
   G.dev = dev;

@@ -8,6 +8,8 @@
 
 // C[z] = alpha * A[z] . op(B[z / rep]) with each element one ordered fma chain over t (model/repro.h), as the CPU's
 // cslim_gemm_ordered: A row-major [m][lda]; B [n][ldb] (TRANS: t contiguous) or [k][ldb] (j contiguous); C [m][ldc].
+// With pointer tables (Ap non-NULL; device arrays, one entry per z) A[z] = Ap[z], B[z] = Bp[z], C[z] = Cp[z] instead
+// of the strides: the MoE block's chunks, each with its own expert's weights.
 // A 128 x 128 tile per block of 256 threads, 8 x 8 outputs a thread, depth steps of 8 through shared memory; the
 // padding past k is zeros, and fma(0, 0, acc) leaves acc as it is.
 #define OG_BM 128
@@ -16,12 +18,17 @@
 template <int TRANS>
 __global__ void __launch_bounds__(256) k_gemm_ordered(int m, int n, int k, float alpha, const float *A, int lda,
                                                       long long sA, const float *B, int ldb, long long sB, int rep,
-                                                      float *C, int ldc, long long sC) {
+                                                      float *C, int ldc, long long sC, const float *const *Ap,
+                                                      const float *const *Bp, float *const *Cp) {
   __shared__ float4 As[OG_BK][OG_BM / 4], Bs[OG_BK][OG_BN / 4];
   const int z = blockIdx.z;
-  A += z * sA;
-  B += (z / rep) * sB;
-  C += z * sC;
+  if (Ap) {
+    A = Ap[z], B = Bp[z], C = Cp[z];
+  } else {
+    A += z * sA;
+    B += (z / rep) * sB;
+    C += z * sC;
+  }
   const int i0 = blockIdx.y * OG_BM, j0 = blockIdx.x * OG_BN, tid = threadIdx.x;
   const int tx = tid % 16, ty = tid / 16; // outputs rows ty*4 + {0..3, 64..67}, columns tx*4 + {0..3, 64..67}
   float acc[8][8];
@@ -79,9 +86,16 @@ static inline void gemm_ordered_launch(cudaStream_t st, int trans, int batch, in
                                        int rep, float *C, int ldc, long long sC) {
   dim3 grid((unsigned)((n + OG_BN - 1) / OG_BN), (unsigned)((m + OG_BM - 1) / OG_BM), (unsigned)batch);
   if (trans)
-    k_gemm_ordered<1><<<grid, 256, 0, st>>>(m, n, k, alpha, A, lda, sA, B, ldb, sB, rep, C, ldc, sC);
+    k_gemm_ordered<1><<<grid, 256, 0, st>>>(m, n, k, alpha, A, lda, sA, B, ldb, sB, rep, C, ldc, sC, NULL, NULL, NULL);
   else
-    k_gemm_ordered<0><<<grid, 256, 0, st>>>(m, n, k, alpha, A, lda, sA, B, ldb, sB, rep, C, ldc, sC);
+    k_gemm_ordered<0><<<grid, 256, 0, st>>>(m, n, k, alpha, A, lda, sA, B, ldb, sB, rep, C, ldc, sC, NULL, NULL, NULL);
+}
+
+// C[z] = A[z] . B[z]^T for z < batch from device pointer tables: A [m][k], B [n][k], C [m][n] each
+static inline void gemm_ordered_tables(cudaStream_t st, int batch, int m, int n, int k, const float *const *Ap,
+                                       const float *const *Bp, float *const *Cp) {
+  dim3 grid((unsigned)((n + OG_BN - 1) / OG_BN), (unsigned)((m + OG_BM - 1) / OG_BM), (unsigned)batch);
+  k_gemm_ordered<1><<<grid, 256, 0, st>>>(m, n, k, 1.0f, NULL, k, 0, NULL, k, 0, 1, NULL, n, 0, Ap, Bp, Cp);
 }
 
 #endif
