@@ -72,10 +72,12 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
 
 static size_t g_peak;
 static int g_rows; /* calibration rows on the GPU */
-/* Page-locked buffers for the weight codes coming back, two sets: a layer's
- * codes are written out while the next layer quantizes into the other set. */
-static void *g_pin[2][CSLIM_GPU_DENSE_SLOTS];
-static size_t g_pin_cap[2][CSLIM_GPU_DENSE_SLOTS];
+/* Page-locked buffers for the weight codes coming back, one per slot (every
+ * expert's too), two sets: a layer's codes are written out while the next
+ * layer quantizes into the other set. */
+static void **g_pin[2];
+static size_t *g_pin_cap[2];
+static int g_pin_slots;
 static int g_set; /* the set of the layer being calibrated */
 
 cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
@@ -95,18 +97,27 @@ cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, 
   free(cs);
   free(sn);
   if (!rc) m->defer_linears = !xf; /* the transforms need the float32 weights on the host */
+  g_pin_slots = 0;
+  for (int i = 0; i < 2 && !rc; i++) {
+    g_pin[i] = calloc((size_t)8 + 3 * (size_t)d.n_experts, sizeof *g_pin[i]);
+    g_pin_cap[i] = calloc((size_t)8 + 3 * (size_t)d.n_experts, sizeof *g_pin_cap[i]);
+    if (!g_pin[i] || !g_pin_cap[i]) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  }
+  if (!rc) g_pin_slots = 8 + 3 * d.n_experts;
   g_rows = a->total;
   g_peak = 0;
   return rc;
 }
 
 void cslim_gpu_calib_end(cslim_model *m) {
-  for (int i = 0; i < 2; i++)
-    for (int s = 0; s < CSLIM_GPU_DENSE_SLOTS; s++) {
-      eng()->host_free(g_pin[i][s]);
-      g_pin[i][s] = NULL;
-      g_pin_cap[i][s] = 0;
-    }
+  for (int i = 0; i < 2; i++) {
+    for (int s = 0; g_pin[i] && s < g_pin_slots; s++) eng()->host_free(g_pin[i][s]);
+    free(g_pin[i]);
+    free(g_pin_cap[i]);
+    g_pin[i] = NULL;
+    g_pin_cap[i] = NULL;
+  }
+  g_pin_slots = 0;
   size_t now = 0, peak = 0;
   eng()->memory(&now, &peak);
   if (peak > g_peak) g_peak = peak;
@@ -260,7 +271,7 @@ cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, in
   out->k = l->in;
   out->bits = bits;
   size_t nq = (size_t)l->out * (size_t)l->in;
-  if (l->slot < CSLIM_GPU_DENSE_SLOTS) { /* page-locked, reused layer after layer */
+  if (l->slot >= 0 && l->slot < g_pin_slots) { /* page-locked, reused layer after layer */
     void **pin = &g_pin[g_set][l->slot];
     if (g_pin_cap[g_set][l->slot] < nq) {
       eng()->host_free(*pin);
@@ -268,10 +279,9 @@ cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, in
       g_pin_cap[g_set][l->slot] = *pin ? nq : 0;
     }
     out->q = *pin;
-    out->q_borrowed = 1;
-  } else {
-    out->q = malloc(nq);
+    out->q_borrowed = *pin != NULL;
   }
+  if (!out->q) out->q = malloc(nq); /* nothing page-locked to be had: ordinary memory (slower copies) */
   out->scale = malloc((size_t)l->out * sizeof(float));
   out->rowsum = malloc((size_t)l->out * sizeof(int64_t));
   if (!out->q || !out->scale || !out->rowsum) {
