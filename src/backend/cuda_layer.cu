@@ -134,7 +134,7 @@ typedef struct ctx {
   int total, n_seqs, *seq_start; // host
   int R;                         // rows per group (whole sequences)
   buf h, cos_t, sin_t;
-  buf hs, xn, q, k, v, ctx, o, g, u, S, xq, acc, rs, xb;
+  buf hs, xn, q, k, v, ctx, o, g, u, S, aptr, xq, acc, rs, xb;
   buf norm[6]; // input w, input b, post w, post b, q_norm, k_norm
   int has_norm_b[2];
   slot *s; // [n_slots]
@@ -827,37 +827,56 @@ static int linear(int si, int quantized, const float *x, int rows, float *y) {
 
 #define SCORE_BUDGET ((size_t)64 << 20) /* floats of scores at a time (256 MB) */
 
-// causal GQA attention of one sequence of n rows: q [n, nh*D], k, v [n, nkv*D] -> out [n, nh*D]; scores head-major
-// [nh][m][kn] for a block of m queries. fp32: ordered products, the CPU's bits; else TF32 tensor cores.
-static int attention(const float *q, const float *k, const float *v, int n, float *out) {
-  const int D = G.d.head_dim, nh = G.d.n_heads, nkv = G.d.n_kv_heads, rep = nh / nkv;
+// The TF32 attention GEMMs' pointer tables for ns sequences x nh heads (z = s nh + h): scores A = K of s's kv head
+// h / rep, B = Q of s's head h (from query row i0), C = S[z]; values A = V, B = S[z], C = out (from row i0)
+__global__ void k_attn_tables(const float *q, const float *k, const float *v, float *S, float *out, int ns, int nh,
+                              int rep, int D, long long sq, long long sk, long long hs, const void **t) {
+  const int Z = ns * nh, z = blockIdx.x * blockDim.x + threadIdx.x;
+  if (z >= Z) return;
+  const int s = z / nh, h = z % nh;
+  t[z] = k + s * sk + (size_t)(h / rep) * D;
+  t[Z + z] = q + s * sq + (size_t)h * D;
+  t[2 * Z + z] = S + z * hs;
+  t[3 * Z + z] = v + s * sk + (size_t)(h / rep) * D;
+  t[4 * Z + z] = S + z * hs;
+  t[5 * Z + z] = out + s * sq + (size_t)h * D;
+}
+
+// causal GQA attention of ns sequences of n rows each, one after the other: q [ns n, nh*D], k, v [ns n, nkv*D] ->
+// out [ns n, nh*D]; scores [ns][nh][m][kn] for blocks of m queries (ns > 1: the caller keeps whole sequences within
+// SCORE_BUDGET). fp32: ordered products, the CPU's bits; else TF32 tensor cores. One launch per product for them all.
+static int attention(const float *q, const float *k, const float *v, int n, int ns, float *out) {
+  const int D = G.d.head_dim, nh = G.d.n_heads, nkv = G.d.n_kv_heads, rep = nh / nkv, Z = ns * nh;
   const int ldq = nh * D, ldk = nkv * D;
+  const long long sq = (long long)n * ldq, sk = (long long)n * ldk;
   const float scale = (float)(1.0 / sqrt((double)D)), one = 1.0f, zero = 0.0f;
   const int ordered = G.d.gemm == CSLIM_GEMM_FP32;
   int qb = n;
-  if ((size_t)nh * qb * n > SCORE_BUDGET) qb = (int)(SCORE_BUDGET / ((size_t)nh * n)) > 16 ? (int)(SCORE_BUDGET / ((size_t)nh * n)) : 16;
-  TRY(grow(&G.S, (size_t)nh * qb * n * 4));
+  if ((size_t)Z * qb * n > SCORE_BUDGET) qb = (int)(SCORE_BUDGET / ((size_t)Z * n)) > 16 ? (int)(SCORE_BUDGET / ((size_t)Z * n)) : 16;
+  TRY(grow(&G.S, (size_t)Z * qb * n * 4));
+  if (!ordered) TRY(grow(&G.aptr, (size_t)6 * Z * sizeof(void *)));
   float *S = F(G.S);
+  const void **t = (const void **)G.aptr.p;
   for (int i0 = 0; i0 < n; i0 += qb) {
     const int m = n - i0 < qb ? n - i0 : qb, kn = i0 + m;
     const long long hs = (long long)m * kn; // one head's scores
+    const float *qi = q + (size_t)i0 * ldq;
+    float *oi = out + (size_t)i0 * ldq;
+    if (ordered) {
+      gemm_ordered_batches(G.st, 1, ns, nh, m, kn, D, scale, qi, ldq, D, sq, k, ldk, D, sk, rep, S, kn, hs, nh * hs);
+    } else {
+      k_attn_tables<<<(Z + 127) / 128, 128, 0, G.st>>>(qi, k, v, S, oi, ns, nh, rep, D, sq, sk, hs, t);
+      CB(cublasGemmBatchedEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, kn, m, D, &scale, t, CUDA_R_32F, ldk, t + Z, CUDA_R_32F,
+                             ldq, &zero, (void *const *)(t + 2 * Z), CUDA_R_32F, kn, Z, CUBLAS_COMPUTE_32F_FAST_TF32,
+                             CUBLAS_GEMM_DEFAULT));
+    }
+    k_softmax<<<Z * m, 128, 0, G.st>>>(S, m, kn, i0, ordered);
     if (ordered)
-      gemm_ordered_launch(G.st, 1, nh, m, kn, D, scale, q + (size_t)i0 * ldq, ldq, D, k, ldk, D, rep, S, kn, hs);
+      gemm_ordered_batches(G.st, 0, ns, nh, m, D, kn, 1.0f, S, kn, hs, nh * hs, v, ldk, D, sk, rep, oi, ldq, D, sq);
     else
-      for (int j = 0; j < rep; j++) // heads g*rep + j, g = 0 .. nkv-1
-        CB(cublasGemmStridedBatchedEx(G.blas, CUBLAS_OP_T, CUBLAS_OP_N, kn, m, D, &scale, k, CUDA_R_32F, ldk, D,
-                                      q + (size_t)i0 * ldq + (size_t)j * D, CUDA_R_32F, ldq, (long long)rep * D, &zero,
-                                      S + j * hs, CUDA_R_32F, kn, rep * hs, nkv, CUBLAS_COMPUTE_32F_FAST_TF32,
-                                      CUBLAS_GEMM_DEFAULT));
-    k_softmax<<<nh * m, 128, 0, G.st>>>(S, m, kn, i0, ordered);
-    if (ordered)
-      gemm_ordered_launch(G.st, 0, nh, m, D, kn, 1.0f, S, kn, hs, v, ldk, D, rep, out + (size_t)i0 * ldq, ldq, D);
-    else
-      for (int j = 0; j < rep; j++)
-        CB(cublasGemmStridedBatchedEx(G.blas, CUBLAS_OP_N, CUBLAS_OP_N, D, m, kn, &one, v, CUDA_R_32F, ldk, D,
-                                      S + j * hs, CUDA_R_32F, kn, rep * hs, &zero, out + (size_t)i0 * ldq + (size_t)j * D,
-                                      CUDA_R_32F, ldq, (long long)rep * D, nkv, CUBLAS_COMPUTE_32F_FAST_TF32,
-                                      CUBLAS_GEMM_DEFAULT));
+      CB(cublasGemmBatchedEx(G.blas, CUBLAS_OP_N, CUBLAS_OP_N, D, m, kn, &one, t + 3 * Z, CUDA_R_32F, ldk, t + 4 * Z,
+                             CUDA_R_32F, kn, &zero, (void *const *)(t + 5 * Z), CUDA_R_32F, ldq, Z,
+                             CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
   }
   return 0;
 }
@@ -908,10 +927,15 @@ static int attn_rows(int pass, int s0, int s1, float *hb, cslim_gpu_hist *hist) 
   rmsnorm(F(G.k), rows * nkv, D, F(G.norm[5]), NULL, G.d.eps, F(G.k));
   k_rope<<<grid_for((size_t)rows * nh * D / 2), 256, 0, G.st>>>(F(G.q), rows, nh, D, cs, sn);
   k_rope<<<grid_for((size_t)rows * nkv * D / 2), 256, 0, G.st>>>(F(G.k), rows, nkv, D, cs, sn);
-  for (int s = s0; s < s1; s++) {
-    size_t off = (size_t)(G.seq_start[s] - r0);
-    int n = G.seq_start[s + 1] - G.seq_start[s];
-    TRY(attention(F(G.q) + off * nh * D, F(G.k) + off * nkv * D, F(G.v) + off * nkv * D, n, F(G.ctx) + off * nh * D));
+  for (int s = s0; s < s1;) { // runs of sequences of one length, as many as the score budget holds at once
+    const size_t off = (size_t)(G.seq_start[s] - r0);
+    const int n = G.seq_start[s + 1] - G.seq_start[s];
+    const size_t fit = SCORE_BUDGET / ((size_t)nh * n * n);
+    int e = s + 1;
+    while (e < s1 && G.seq_start[e + 1] - G.seq_start[e] == n && (size_t)(e + 1 - s) <= fit) e++;
+    TRY(attention(F(G.q) + off * nh * D, F(G.k) + off * nkv * D, F(G.v) + off * nkv * D, n, e - s,
+                  F(G.ctx) + off * nh * D));
+    s = e;
   }
   TRY(observe(pass, 1, F(G.ctx), (size_t)rows * nh * D, hist));
   TRY(linear(3, quant, F(G.ctx), rows, F(G.o)));
@@ -1332,7 +1356,7 @@ static void dev_end(float *h) {
     cudaMemcpy(h + (size_t)g_row0[cur - g_ctx] * G.d.hidden, G.h.p,
                (size_t)G.total * G.d.hidden * 4, cudaMemcpyDeviceToHost);
   buf *all[] = {&G.h,  &G.cos_t, &G.sin_t, &G.hs,    &G.xn,  &G.q,   &G.k,    &G.v,   &G.ctx, &G.o,
-                &G.g,  &G.u,     &G.S,     &G.xq,    &G.acc, &G.rs,  &G.xb,   &G.stats, &G.hist, &G.tmp,
+                &G.g,  &G.u,     &G.S,     &G.aptr, &G.xq,    &G.acc, &G.rs,  &G.xb,   &G.stats, &G.hist, &G.tmp,
                 &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.xe,  &G.eg,   &G.eu,  &G.ye,  &G.tab, &G.chan, &G.ssz};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
   for (int i = 0; i < 6; i++) drop(&G.norm[i]);

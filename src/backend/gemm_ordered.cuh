@@ -8,6 +8,7 @@
 
 // C[z] = alpha * A[z] . op(B[z / rep]) with each element one ordered fma chain over t (model/repro.h), as the CPU's
 // cslim_gemm_ordered: A row-major [m][lda]; B [n][ldb] (TRANS: t contiguous) or [k][ldb] (j contiguous); C [m][ldc].
+// Batches of zb (attention: a sequence's heads) step by sA2 / sB2 / sC2, the members of a batch by sA / sB / sC.
 // With pointer tables (Ap non-NULL; device arrays, one entry per z) A[z] = Ap[z], B[z] = Bp[z], C[z] = Cp[z] instead
 // of the strides: the MoE block's chunks, each with its own expert's weights.
 // A 128 x 128 tile per block of 256 threads, 8 x 8 outputs a thread, depth steps of 8 through shared memory; the
@@ -18,16 +19,18 @@
 template <int TRANS>
 __global__ void __launch_bounds__(256) k_gemm_ordered(int m, int n, int k, float alpha, const float *A, int lda,
                                                       long long sA, const float *B, int ldb, long long sB, int rep,
-                                                      float *C, int ldc, long long sC, const float *const *Ap,
+                                                      float *C, int ldc, long long sC, int zb, long long sA2,
+                                                      long long sB2, long long sC2, const float *const *Ap,
                                                       const float *const *Bp, float *const *Cp) {
   __shared__ float4 As[OG_BK][OG_BM / 4], Bs[OG_BK][OG_BN / 4];
   const int z = blockIdx.z;
   if (Ap) {
     A = Ap[z], B = Bp[z], C = Cp[z];
   } else {
-    A += z * sA;
-    B += (z / rep) * sB;
-    C += z * sC;
+    const int z1 = z / zb, z0 = z % zb;
+    A += z1 * sA2 + z0 * sA;
+    B += z1 * sB2 + (z0 / rep) * sB;
+    C += z1 * sC2 + z0 * sC;
   }
   const int i0 = blockIdx.y * OG_BM, j0 = blockIdx.x * OG_BN, tid = threadIdx.x;
   const int tx = tid % 16, ty = tid / 16; // outputs rows ty*4 + {0..3, 64..67}, columns tx*4 + {0..3, 64..67}
@@ -80,22 +83,32 @@ __global__ void __launch_bounds__(256) k_gemm_ordered(int m, int n, int k, float
   }
 }
 
+// C[z] = alpha * A[z] . op(B[z / rep]) for z < nb * zb, on stream st: nb batches of zb (strides sA2 / sB2 / sC2)
+static inline void gemm_ordered_batches(cudaStream_t st, int trans, int nb, int zb, int m, int n, int k, float alpha,
+                                        const float *A, int lda, long long sA, long long sA2, const float *B, int ldb,
+                                        long long sB, long long sB2, int rep, float *C, int ldc, long long sC,
+                                        long long sC2) {
+  dim3 grid((unsigned)((n + OG_BN - 1) / OG_BN), (unsigned)((m + OG_BM - 1) / OG_BM), (unsigned)(nb * zb));
+  if (trans)
+    k_gemm_ordered<1><<<grid, 256, 0, st>>>(m, n, k, alpha, A, lda, sA, B, ldb, sB, rep, C, ldc, sC, zb, sA2, sB2, sC2,
+                                            NULL, NULL, NULL);
+  else
+    k_gemm_ordered<0><<<grid, 256, 0, st>>>(m, n, k, alpha, A, lda, sA, B, ldb, sB, rep, C, ldc, sC, zb, sA2, sB2, sC2,
+                                            NULL, NULL, NULL);
+}
+
 // C[z] = alpha * A[z] . op(B[z / rep]) for z < batch, on stream st
 static inline void gemm_ordered_launch(cudaStream_t st, int trans, int batch, int m, int n, int k, float alpha,
                                        const float *A, int lda, long long sA, const float *B, int ldb, long long sB,
                                        int rep, float *C, int ldc, long long sC) {
-  dim3 grid((unsigned)((n + OG_BN - 1) / OG_BN), (unsigned)((m + OG_BM - 1) / OG_BM), (unsigned)batch);
-  if (trans)
-    k_gemm_ordered<1><<<grid, 256, 0, st>>>(m, n, k, alpha, A, lda, sA, B, ldb, sB, rep, C, ldc, sC, NULL, NULL, NULL);
-  else
-    k_gemm_ordered<0><<<grid, 256, 0, st>>>(m, n, k, alpha, A, lda, sA, B, ldb, sB, rep, C, ldc, sC, NULL, NULL, NULL);
+  gemm_ordered_batches(st, trans, 1, batch, m, n, k, alpha, A, lda, sA, 0, B, ldb, sB, 0, rep, C, ldc, sC, 0);
 }
 
 // C[z] = A[z] . B[z]^T for z < batch from device pointer tables: A [m][k], B [n][k], C [m][n] each
 static inline void gemm_ordered_tables(cudaStream_t st, int batch, int m, int n, int k, const float *const *Ap,
                                        const float *const *Bp, float *const *Cp) {
   dim3 grid((unsigned)((n + OG_BN - 1) / OG_BN), (unsigned)((m + OG_BM - 1) / OG_BM), (unsigned)batch);
-  k_gemm_ordered<1><<<grid, 256, 0, st>>>(m, n, k, 1.0f, NULL, k, 0, NULL, k, 0, 1, NULL, n, 0, Ap, Bp, Cp);
+  k_gemm_ordered<1><<<grid, 256, 0, st>>>(m, n, k, 1.0f, NULL, k, 0, NULL, k, 0, 1, NULL, n, 0, 1, 0, 0, 0, Ap, Bp, Cp);
 }
 
 #endif
