@@ -1013,11 +1013,15 @@ static int plan_experts(int pass, const cslim_gpu_hist *hist) {
       w = &m->waves[m->n_waves++];
       *w = {m->n_segs, m->n_segs, p, 0};
     }
+    for (int j = 0; j < 3; j++)
+      if (!G.s[8 + 3 * e + j].loaded) return fail("slot %d (expert %d) has no weights", 8 + 3 * e + j, e);
     m->segs[m->n_segs++] = {w->rows, n, e};
     m->h_prow[e] = p;
     w->s1 = m->n_segs;
     w->rows += pad;
     p += pad;
+    if (w->rows / MOE_CHUNK > 65535) // a grid's z extent
+      return fail("expert %d: %d rows routed to it, more than the grouped GEMMs take at once (%d)", e, n, 65535 * MOE_CHUNK);
     most = w->rows > most ? w->rows : most;
   }
   const int P = p, nch = P / MOE_CHUNK, ng = G.n_groups, wide = H > NI ? H : NI;
