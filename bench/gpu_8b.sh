@@ -6,8 +6,8 @@
 # `cslim quant --device cuda --gpu_gemm G` for each G in GEMMS (default "fp32 bf16"), page cache
 # dropped before each run when we may (root). Prints the disk's cold read rate, each run's summary,
 # and the calibration forward's achieved TFLOP/s (the GEMM FLOPs of both passes over the forward time).
-# PRESET=qwen3-30b-a3b LAYERS=8 runs the same on another synth_model preset (no TFLOP/s then);
-# DEV=cuda:0,1 on several GPUs.
+# PRESET=qwen3-30b-a3b LAYERS=8 runs the same on the MoE preset (its TFLOP/s count the experts'
+# GEMMs: gate/up in the float pass, gate/up/down in the quantized one); DEV=cuda:0,1 on several GPUs.
 set -u
 B=${1:-build}
 FX=${2:-../shared/fixtures}
@@ -39,10 +39,17 @@ if [ "$state" = dropped ]; then
 else
   echo "page cache could not be dropped (not root): runs read a warm cache"
 fi
-# GEMM FLOPs of the calibration forward: pass 1 (float: q, k, v, o, gate, up) + pass 3 (all seven), 32768 tokens
-H=4096 Q=4096 KV=1024 NI=12288 L=36 TOK=32768
+# GEMM FLOPs of the calibration forward: pass 1 (float: q, k, v, o, gate, up) + pass 3 (all seven), 32768 tokens;
+# a MoE layer: the router in both passes and each token's K experts (gate/up, then gate/up/down)
+TOK=32768
+case $PRESET in
+qwen3-8b) H=4096 Q=4096 KV=1024 L=36 mlp="5 * $H * 12288" ;;
+qwen3-30b-a3b) H=2048 Q=4096 KV=512 L=48 mlp="2 * $H * 128 + 8 * 5 * $H * 768" ;;
+*) H=0 ;;
+esac
+L=${LAYERS:-$L}
 # + attention, causal FLOPs only (Q.K^T and P.V: 2 * 2 * D per query-key pair, n(n+1)/2 pairs per head): 64 x 512
-flops=$(calc "$L * (2 * $TOK * (2 * ($H * ($Q + 2 * $KV) + $Q * $H) + 5 * $H * $NI) + 2 * 64 * 32 * 4 * 128 * 512 * 513 / 2)")
+flops=$(calc "$L * (2 * $TOK * (2 * ($H * ($Q + 2 * $KV) + $Q * $H) + $mlp) + 2 * 64 * 32 * 4 * 128 * 512 * 513 / 2)")
 for G in $GEMMS; do
   rm -rf "$W/out"
   echo "== --gpu_gemm $G (page cache: $(drop))"
@@ -51,7 +58,7 @@ for G in $GEMMS; do
     { tail -3 "$W/log-$G"; exit 1; }
   grep -E "calibration:|device:|time |wall" "$W/log-$G"
   fwd=$(sed -n 's/.*forward \([0-9.]*\),.*/\1/p' "$W/log-$G")
-  [ "$PRESET" = qwen3-8b ] && [ -z "$LAYERS" ] &&
+  [ "$H" != 0 ] &&
     echo "forward GEMMs: $(calc "$flops / 1e12") TFLOP in $fwd s = $(calc "$flops / $fwd / 1e12") TFLOP/s"
 done
 rm -rf "$W/out"
