@@ -97,13 +97,14 @@ cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, 
   free(cs);
   free(sn);
   if (!rc) m->defer_linears = !xf; /* the transforms need the float32 weights on the host */
+  const int slots = 8 + 3 * d.n_experts; /* as the engine numbers them (gpu_layer.h) */
   g_pin_slots = 0;
   for (int i = 0; i < 2 && !rc; i++) {
-    g_pin[i] = calloc((size_t)8 + 3 * (size_t)d.n_experts, sizeof *g_pin[i]);
-    g_pin_cap[i] = calloc((size_t)8 + 3 * (size_t)d.n_experts, sizeof *g_pin_cap[i]);
+    g_pin[i] = calloc((size_t)slots, sizeof *g_pin[i]);
+    g_pin_cap[i] = calloc((size_t)slots, sizeof *g_pin_cap[i]);
     if (!g_pin[i] || !g_pin_cap[i]) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   }
-  if (!rc) g_pin_slots = 8 + 3 * d.n_experts;
+  if (!rc) g_pin_slots = slots;
   g_rows = a->total;
   g_peak = 0;
   return rc;
