@@ -978,6 +978,12 @@ static int wave_rows(void) {
   return rows > MOE_CHUNK ? (int)(rows / MOE_CHUNK * MOE_CHUNK) : MOE_CHUNK;
 }
 
+// an expert's rows padded to whole chunks
+static int padded(int rows) { return (rows + MOE_CHUNK - 1) / MOE_CHUNK * MOE_CHUNK; }
+
+// the slot of expert e's projection j (0 gate, 1 up, 2 down), as gpu_layer.h numbers them
+static int expert_slot(int e, int j) { return 8 + 3 * e + j; }
+
 static size_t take(size_t *off, size_t bytes) {
   const size_t at = (*off + 15) & ~(size_t)15;
   *off = at + bytes;
@@ -989,7 +995,7 @@ static size_t take(size_t *off, size_t bytes) {
 static int experts_kind(int j, int quant) {
   int kind = -2;
   for (int i = 0; i < G.m.n_segs; i++) {
-    const slot *s = &G.s[8 + 3 * G.m.segs[i].e + j];
+    const slot *s = &G.s[expert_slot(G.m.segs[i].e, j)];
     const int k = quant ? s->p.kind : CSLIM_GPU_LIN_FLOAT;
     if (kind == -2) kind = k;
     else if (k != kind) return -1;
@@ -1006,7 +1012,7 @@ static int plan_experts(int pass, const cslim_gpu_hist *hist) {
   int p = 0, most = 0;
   m->n_segs = m->n_waves = 0;
   for (int e = 0; e < E; e++) {
-    const int n = G.m.h_count[e], pad = (n + MOE_CHUNK - 1) / MOE_CHUNK * MOE_CHUNK;
+    const int n = G.m.h_count[e], pad = padded(n);
     if (!n) continue;
     moe_wave *w = m->n_waves ? &m->waves[m->n_waves - 1] : NULL;
     if (!w || w->rows + pad > budget) {
@@ -1014,7 +1020,7 @@ static int plan_experts(int pass, const cslim_gpu_hist *hist) {
       *w = {m->n_segs, m->n_segs, p, 0};
     }
     for (int j = 0; j < 3; j++)
-      if (!G.s[8 + 3 * e + j].loaded) return fail("slot %d (expert %d) has no weights", 8 + 3 * e + j, e);
+      if (!G.s[expert_slot(e, j)].loaded) return fail("slot %d (expert %d) has no weights", expert_slot(e, j), e);
     m->segs[m->n_segs++] = {w->rows, n, e};
     m->h_prow[e] = p;
     w->s1 = m->n_segs;
@@ -1025,11 +1031,7 @@ static int plan_experts(int pass, const cslim_gpu_hist *hist) {
     most = w->rows > most ? w->rows : most;
   }
   const int P = p, nch = P / MOE_CHUNK, ng = G.n_groups, wide = H > NI ? H : NI;
-  for (int j = 0; j < 3; j++) {
-    m->path[j] = experts_kind(j, quant);
-    m->bias[j] = 0;
-    for (int i = 0; i < m->n_segs; i++) m->bias[j] |= slot_sel(&G.s[8 + 3 * m->segs[i].e + j], quant).one.bias != NULL;
-  }
+  for (int j = 0; j < 3; j++) m->path[j] = experts_kind(j, quant);
   m->n_chunks = nch;
   // the largest wave's buffers (the pointer tables below hold their addresses)
   const size_t most_in = (size_t)most * wide;
@@ -1062,7 +1064,7 @@ static int plan_experts(int pass, const cslim_gpu_hist *hist) {
   for (int i = 0; i < m->n_waves; i++)
     for (int si = m->waves[i].s0; si < m->waves[i].s1; si++) {
       const moe_seg *sg = &m->segs[si];
-      const int p0 = m->waves[i].p0 + sg->row0, pad = (sg->n + MOE_CHUNK - 1) / MOE_CHUNK * MOE_CHUNK;
+      const int p0 = m->waves[i].p0 + sg->row0, pad = padded(sg->n);
       for (int r = 0; r < pad; r++) rowtok[p0 + r] = r < sg->n ? G.m.h_tok[G.m.h_offs[sg->e] + r] : -1;
       for (int c = 0; c < pad / MOE_CHUNK; c++) chunk_e[p0 / MOE_CHUNK + c] = sg->e;
     }
@@ -1086,9 +1088,11 @@ static int plan_experts(int pass, const cslim_gpu_hist *hist) {
     size_t xs = 4; // bytes of an input element
     if (kind == CSLIM_GPU_LIN_FLOAT && G.d.gemm == CSLIM_GEMM_BF16) x = (char *)G.xb.p, xs = 2;
     if (kind == CSLIM_GPU_LIN_STATIC || kind == CSLIM_GPU_LIN_DYNAMIC) x = (char *)G.xq.p, xs = 1, y = (char *)G.acc.p;
+    m->bias[j] = 0;
     for (int i = 0; i < m->n_segs; i++) {
-      slot *s = &G.s[8 + 3 * m->segs[i].e + j];
-      lin[j * E + m->segs[i].e] = slot_sel(s, quant).one;
+      lin_params *l = &lin[j * E + m->segs[i].e];
+      *l = slot_sel(&G.s[expert_slot(m->segs[i].e, j)], quant).one;
+      m->bias[j] |= l->bias != NULL;
     }
     if (kind < 0) continue;
     for (int i = 0; i < m->n_waves; i++) {
@@ -1097,10 +1101,10 @@ static int plan_experts(int pass, const cslim_gpu_hist *hist) {
       void **t = ptr + ((size_t)j * nch + c0) * 3; // weights, inputs, outputs of the wave's chunks
       for (int si = w->s0; si < w->s1; si++) {
         const moe_seg *sg = &m->segs[si];
-        slot *s = &G.s[8 + 3 * sg->e + j];
+        slot *s = &G.s[expert_slot(sg->e, j)];
         const void *wt = kind == CSLIM_GPU_LIN_FLOAT ? float_weights(s) : kind == CSLIM_GPU_LIN_W8A16 ? s->wf.p : s->q.p;
         if (!wt) return -1;
-        for (int r = sg->row0; r < sg->row0 + (sg->n + MOE_CHUNK - 1) / MOE_CHUNK * MOE_CHUNK; r += MOE_CHUNK) {
+        for (int r = sg->row0; r < sg->row0 + padded(sg->n); r += MOE_CHUNK) {
           const int c = r / MOE_CHUNK;
           t[c] = (void *)wt;
           t[nw + c] = x + (size_t)r * k * xs;
@@ -1141,8 +1145,7 @@ static int experts_linear(const moe_wave *w, int j, int quant, const float *x, f
   if (kind < 0) { // experts of different kinds: each on its padded rows
     for (int si = w->s0; si < w->s1; si++) {
       const moe_seg *sg = &m->segs[si];
-      const int pad = (sg->n + MOE_CHUNK - 1) / MOE_CHUNK * MOE_CHUNK;
-      TRY(linear(8 + 3 * sg->e + j, quant, x + (size_t)sg->row0 * k, pad, y + (size_t)sg->row0 * n));
+      TRY(linear(expert_slot(sg->e, j), quant, x + (size_t)sg->row0 * k, padded(sg->n), y + (size_t)sg->row0 * n));
     }
     return 0;
   }
@@ -1627,8 +1630,8 @@ static int dev_expert_on_all(void *p) {
     int n = T - r0 < R ? T - r0 : R;
     const float *x = F(G.xa) + (size_t)r0 * H;
     TRY(observe(CSLIM_GPU_PASS_STATS, g0, x, (size_t)n * H, NULL));
-    TRY(linear(8 + 3 * e, 0, x, n, F(G.eg)));
-    TRY(linear(9 + 3 * e, 0, x, n, F(G.eu)));
+    TRY(linear(expert_slot(e, 0), 0, x, n, F(G.eg)));
+    TRY(linear(expert_slot(e, 1), 0, x, n, F(G.eu)));
     k_silu_mul<<<grid_for((size_t)n * NI), 256, 0, G.st>>>(F(G.eg), F(G.eu), (size_t)n * NI);
     TRY(observe(CSLIM_GPU_PASS_STATS, g0 + 1, F(G.eg), (size_t)n * NI, NULL));
   }
