@@ -146,6 +146,8 @@ typedef struct ctx {
   // the MoE block over all rows: normed input, output, router logits, top-k; a wave's expert rows; the plan
   buf xa, mo, logits, sel, wts, xe, eg, eu, ye, tab;
   moe_plan m;
+  buf wt; // a transposed weight as it arrives (set_weight)
+  buf ds; // deepstack rows and features (add_rows)
 } ctx;
 
 #define MAX_DEV 16
@@ -200,6 +202,24 @@ __device__ __forceinline__ float round_serve(float v, int serve) {
   if (serve == CSLIM_GPU_BF16) return __bfloat162float(__float2bfloat16_rn(v));
   if (serve == CSLIM_GPU_F16) return __half2float(__float2half_rn(v));
   return v;
+}
+
+// dst [cols, rows] = src [rows, cols]ᵀ, 32 x 32 tiles (blocks of 32 x 8 threads)
+template <typename T> __global__ void k_transpose(const T *src, int rows, int cols, T *dst) {
+  __shared__ T tile[32][33];
+  const int c0 = blockIdx.x * 32, r0 = blockIdx.y * 32;
+  for (int j = threadIdx.y; j < 32; j += 8)
+    if (r0 + j < rows && c0 + (int)threadIdx.x < cols) tile[j][threadIdx.x] = src[(size_t)(r0 + j) * cols + c0 + threadIdx.x];
+  __syncthreads();
+  for (int j = threadIdx.y; j < 32; j += 8)
+    if (c0 + j < cols && r0 + (int)threadIdx.x < rows) dst[(size_t)(c0 + j) * rows + r0 + threadIdx.x] = tile[threadIdx.x][j];
+}
+
+// h[rows[i]][:] += x[i][:] (the CPU's cslim_add_inplace: one float add per element)
+__global__ void k_add_rows(float *h, int H, const int *rows, const float *x, int n) {
+  const size_t total = (size_t)n * H;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
+    h[(size_t)rows[i / H] * H + i % H] += x[i];
 }
 
 __global__ void k_to_f32(const void *w, int dtype, size_t n, float *y) {
@@ -1364,7 +1384,8 @@ static void dev_end(float *h) {
                (size_t)G.total * G.d.hidden * 4, cudaMemcpyDeviceToHost);
   buf *all[] = {&G.h,  &G.cos_t, &G.sin_t, &G.hs,    &G.xn,  &G.q,   &G.k,    &G.v,   &G.ctx, &G.o,
                 &G.g,  &G.u,     &G.S,     &G.aptr, &G.xq,    &G.acc, &G.rs,  &G.xb,   &G.stats, &G.hist, &G.tmp,
-                &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.xe,  &G.eg,   &G.eu,  &G.ye,  &G.tab, &G.chan, &G.ssz};
+                &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.xe,  &G.eg,   &G.eu,  &G.ye,  &G.tab, &G.chan, &G.ssz,
+                &G.wt, &G.ds};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
   for (int i = 0; i < 6; i++) drop(&G.norm[i]);
   for (int i = 0; G.s && i < G.n_slots; i++) {
@@ -1438,9 +1459,11 @@ static int dev_begin(const cslim_gpu_dims *d, int s0, int s1, const int *seq_sta
   TRY(grow(&G.u, R * d->inter * 4));
   TRY(grow(&G.stats, (size_t)G.n_groups * 24));
   TRY(grow(&G.hist, (size_t)G.n_groups * 2048 * 8));
-  CK(cudaMemcpy(G.h.p, h + (size_t)r0 * H, (size_t)total * H * 4, cudaMemcpyHostToDevice));
-  CK(cudaMemcpy(G.cos_t.p, cos_t + (size_t)r0 * half, (size_t)total * half * 4, cudaMemcpyHostToDevice));
-  CK(cudaMemcpy(G.sin_t.p, sin_t + (size_t)r0 * half, (size_t)total * half * 4, cudaMemcpyHostToDevice));
+  // on the device's stream (non-blocking: a plain cudaMemcpy would not be ordered before its kernels)
+  CK(cudaMemcpyAsync(G.h.p, h + (size_t)r0 * H, (size_t)total * H * 4, cudaMemcpyHostToDevice, G.st));
+  CK(cudaMemcpyAsync(G.cos_t.p, cos_t + (size_t)r0 * half, (size_t)total * half * 4, cudaMemcpyHostToDevice, G.st));
+  CK(cudaMemcpyAsync(G.sin_t.p, sin_t + (size_t)r0 * half, (size_t)total * half * 4, cudaMemcpyHostToDevice, G.st));
+  CK(cudaStreamSynchronize(G.st));
   return 0;
 }
 
@@ -1515,12 +1538,26 @@ static int api_set_norms(const float *in_w, const float *in_b, const float *post
   return 0;
 }
 
-static int dev_set_weight(int si, int dtype, const void *w, int out, int in, const float *bias) {
+static int dev_set_weight(int si, int dtype, const void *w, int out, int in, size_t ld, int transposed,
+                          const float *bias) {
   if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
   slot *s = &G.s[si];
   size_t es = dtype == CSLIM_GPU_F32 ? 4 : 2, n = (size_t)out * in;
   TRY(grow(&s->w, n * es));
-  CK(cudaMemcpy(s->w.p, w, n * es, cudaMemcpyHostToDevice)); // pageable: reads the mapped checkpoint
+  // pageable (the mapped checkpoint), on the layer's stream: ordered before the kernels that read it
+  if (!transposed && ld == (size_t)in) {
+    CK(cudaMemcpyAsync(s->w.p, w, n * es, cudaMemcpyHostToDevice, G.st));
+  } else if (!transposed) {
+    CK(cudaMemcpy2DAsync(s->w.p, (size_t)in * es, w, ld * es, (size_t)in * es, (size_t)out, cudaMemcpyHostToDevice, G.st));
+  } else { // in rows of out, then [out, in] on the device
+    TRY(grow(&G.wt, n * es));
+    CK(cudaMemcpy2DAsync(G.wt.p, (size_t)out * es, w, ld * es, (size_t)out * es, (size_t)in, cudaMemcpyHostToDevice,
+                         G.st));
+    dim3 grid((unsigned)((out + 31) / 32), (unsigned)((in + 31) / 32)), block(32, 8);
+    if (es == 4) k_transpose<uint32_t><<<grid, block, 0, G.st>>>((const uint32_t *)G.wt.p, in, out, (uint32_t *)s->w.p);
+    else k_transpose<uint16_t><<<grid, block, 0, G.st>>>((const uint16_t *)G.wt.p, in, out, (uint16_t *)s->w.p);
+    CK(cudaGetLastError());
+  }
   s->out = out;
   s->in = in;
   s->dtype = dtype;
@@ -1533,10 +1570,12 @@ static int dev_set_weight(int si, int dtype, const void *w, int out, int in, con
   return 0;
 }
 
-static int api_set_weight(int si, int dtype, const void *w, int out, int in, const float *bias) {
+static int api_set_weight(int si, int dtype, const void *w, int out, int in, size_t ld, int transposed,
+                          const float *bias) {
+  if (ld < (size_t)(transposed ? out : in)) return fail("slot %d: leading dimension %zu below the row", si, ld);
   for (int i = 0; i < g_ndev; i++) {
     use(i);
-    TRY(dev_set_weight(si, dtype, w, out, in, bias));
+    TRY(dev_set_weight(si, dtype, w, out, in, ld, transposed, bias));
   }
   use(0);
   return 0;
@@ -1771,7 +1810,8 @@ static int api_quantize_weight(int si, int bits, int max_iter, int8_t *codes, fl
     use(i);
     slot *si_ = &G.s[si];
     TRY(grow(&si_->q, (size_t)n * k));
-    CK(cudaMemcpy(si_->q.p, codes, (size_t)n * k, cudaMemcpyHostToDevice));
+    CK(cudaMemcpyAsync(si_->q.p, codes, (size_t)n * k, cudaMemcpyHostToDevice, G.st));
+    CK(cudaStreamSynchronize(G.st));
   }
   use(0);
   return 0;
@@ -1825,6 +1865,41 @@ static int api_quant_pass(void) {
   return parallel(dev_quant_pass, args, sizeof args[0]);
 }
 
+// each device adds the rows it holds (rows ascending: one run of them per device)
+static int api_add_rows(int n, const int *rows, const float *x) {
+  int j = 0;
+  for (int i = 0; i < g_ndev; i++) {
+    use(i);
+    const int r0 = g_row0[i], r1 = g_row0[i + 1], H = G.d.hidden;
+    while (j < n && rows[j] < r0) j++;
+    int j1 = j;
+    while (j1 < n && rows[j1] < r1) j1++;
+    const int k = j1 - j;
+    if (!k) continue;
+    int *local = (int *)malloc((size_t)k * sizeof(int));
+    if (!local) return fail("out of memory");
+    for (int t = 0; t < k; t++) local[t] = rows[j + t] - r0;
+    const size_t xb = (size_t)k * H * 4;
+    if (grow(&G.ds, xb + (size_t)k * 4)) {
+      free(local);
+      return -1;
+    }
+    float *dx = F(G.ds);
+    int *drows = (int *)((char *)G.ds.p + xb);
+    int bad = cudaMemcpyAsync(dx, x + (size_t)j * H, xb, cudaMemcpyHostToDevice, G.st) != cudaSuccess ||
+              cudaMemcpyAsync(drows, local, (size_t)k * 4, cudaMemcpyHostToDevice, G.st) != cudaSuccess;
+    if (!bad) {
+      k_add_rows<<<grid_for((size_t)k * H), 256, 0, G.st>>>(F(G.h), H, drows, dx, k);
+      bad = cudaGetLastError() != cudaSuccess || cudaStreamSynchronize(G.st) != cudaSuccess;
+    }
+    free(local);
+    if (bad) return fail("cuda:%d: adding the deepstack rows", G.dev);
+    j = j1;
+  }
+  use(0);
+  return 0;
+}
+
 // per device: the most held by any one
 static int api_memory(size_t *now, size_t *peak) {
   *now = *peak = 0;
@@ -1847,6 +1922,7 @@ static void api_host_free(void *p) {
 static const cslim_gpu_layer_api g_api = {CSLIM_GPU_LAYER_API, api_last_error,   api_set_devices,   api_begin,
                                           api_end,             api_set_norms,    api_set_weight,    api_float_pass,
                                           api_channel_pass,    api_expert_on_all, api_quantize_weight, api_set_qlinear,
-                                          api_quant_pass,      api_host_alloc,   api_host_free,     api_memory};
+                                          api_quant_pass,      api_add_rows,     api_host_alloc,    api_host_free,
+                                          api_memory};
 
 extern "C" const cslim_gpu_layer_api *cslim_cuda_layer_api(void) { return &g_api; }

@@ -12,7 +12,9 @@
  *   set_qlinear        the serving kernel's parameters of each Linear;
  *   quant_pass         the layer with every quantized Linear computed as the
  *                      engine does (integer GEMM, same roundings as
- *                      cslim_qlinear_forward); its output replaces the stream.
+ *                      cslim_qlinear_forward); its output replaces the stream;
+ *   add_rows           Qwen3-VL: the deepstack features added to the image
+ *                      rows after the first layers.
  * Slots (as calibrate.c numbers them): 0 q, 1 k, 2 v, 3 o, 4 gate, 5 up, 6 down,
  * 7 router, 8 + 3e + j expert e's gate (j 0), up (1), down (2). Groups
  * (observed inputs): 0 q/k/v, 1 o, 2 gate/up, 3 down, 4 router input,
@@ -80,8 +82,10 @@ typedef struct cslim_gpu_layer_api {
   /* starts a layer: its norms, and whether its MLP is the MoE block */
   int (*set_norms)(const float *input_w, const float *input_b, const float *post_w, const float *post_b,
                    const float *q_norm, const float *k_norm, int is_moe);
-  /* weight [out, in] in dtype (CSLIM_GPU_*), bias [out] or NULL */
-  int (*set_weight)(int slot, int dtype, const void *w, int out, int in, const float *bias);
+  /* weight [out, in] in dtype (CSLIM_GPU_*), bias [out] or NULL. Row-major with leading dimension ld
+   * (elements): out rows of in (ld >= in), or with transposed set, in rows of out (ld >= out) holding
+   * the weight's transpose (the Hub's fused [E, H, 2I] experts, applied as x·W) */
+  int (*set_weight)(int slot, int dtype, const void *w, int out, int in, size_t ld, int transposed, const float *bias);
   /* STATS: st[groups]; HIST: h[groups] (bins 0 for a group without one); groups = 4 for a dense
    * layer, 5 + 2 E for a MoE one. tokens[E]: rows routed to each expert (STATS, MoE), or NULL. */
   int (*float_pass)(int pass, cslim_gpu_stats *st, cslim_gpu_hist *h, int *tokens);
@@ -100,6 +104,9 @@ typedef struct cslim_gpu_layer_api {
                          double *err, double *wsq, int *bad_row);
   int (*set_qlinear)(int slot, const cslim_gpu_qlin *q);
   int (*quant_pass)(void);
+  /* adds x[i] ([n, hidden]) to the residual stream's row rows[i] (ascending): Qwen3-VL's deepstack
+   * features, after the first layers */
+  int (*add_rows)(int n, const int *rows, const float *x);
   /* page-locked host memory (fast copies from the device), and its release */
   void *(*host_alloc)(size_t bytes);
   void (*host_free)(void *p);
@@ -107,7 +114,7 @@ typedef struct cslim_gpu_layer_api {
   int (*memory)(size_t *now, size_t *peak);
 } cslim_gpu_layer_api;
 
-#define CSLIM_GPU_LAYER_API 5
+#define CSLIM_GPU_LAYER_API 6
 
 /* The module's entry point (dlsym'ed by src/backend/device.c). */
 const cslim_gpu_layer_api *cslim_cuda_layer_api(void);

@@ -463,7 +463,7 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
   sum_weight_stats(c, out->st);
   /* pass 3: the quantized layer; its output feeds the next layer */
   t0 = cslim_now();
-  rc = c->gpu ? cslim_gpu_calib_run_quantized(l) : cslim_layer_forward(c->m, l, a, NULL, NULL);
+  rc = c->gpu ? cslim_gpu_calib_run_quantized(l, a) : cslim_layer_forward(c->m, l, a, NULL, NULL);
   if (!rc && c->anti) rc = cslim_layer_forward(c->m, l, c->anti, NULL, NULL); /* the smoothing set follows */
   rep->t_forward += cslim_now() - t0;
   if (rc || (c->gpu && !c->x)) return rc; /* on the GPU, a writer thread writes the layer (export_async) */

@@ -20,6 +20,14 @@ static const char *const g_linears[CSLIM_GPU_DENSE_SLOTS] = {"self_attn.q_proj",
                                                        "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                                                        "mlp.down_proj"};
 
+/* Routes written while no GPU could be lent to run them (image samples' deepstack rows, the Hub's
+ * fused [E, H, 2I] experts): taken only with CSLIM_GPU_NEW=1, which bench/gpu_parity.sh sets, until
+ * its parity cases have passed on a device; otherwise those runs keep the CPU path. */
+static int new_routes(void) {
+  const char *e = getenv("CSLIM_GPU_NEW");
+  return e && *e == '1';
+}
+
 static int gpu_dtype(cslim_dtype t) { return t == CSLIM_BF16 ? CSLIM_GPU_BF16 : t == CSLIM_F16 ? CSLIM_GPU_F16 : CSLIM_GPU_F32; }
 
 const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
@@ -33,8 +41,10 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
              cslim_anti_method_name(p->anti_method), p->anti_experts ? " with every expert's up-down" : "");
     return why;
   }
-  if (!a || a->visual) return "image samples run on the CPU";
-  if (!xf && m->fused_experts && !m->fused_transposed) return "fused [E, H, 2I] expert tensors run on the CPU";
+  if (!a) return "no calibration rows";
+  if (a->visual && !new_routes()) return "image samples run on the CPU";
+  if (!xf && m->fused_experts && !m->fused_transposed && !new_routes())
+    return "fused [E, H, 2I] expert tensors run on the CPU";
   for (int l = 0; l < t->num_layers; l++) {
     const int moe = cslim_layer_is_moe(t, l), n = moe ? 5 + 3 * t->num_experts : CSLIM_GPU_DENSE_SLOTS;
     for (int s = 0; s < n; s++) {
@@ -72,6 +82,7 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
 
 static size_t g_peak;
 static int g_rows; /* calibration rows on the GPU */
+static int *g_vis, g_n_vis; /* the image tokens' rows (deepstack), ascending */
 /* Page-locked buffers for the weight codes coming back, one per slot (every
  * expert's too), two sets: a layer's codes are written out while the next
  * layer quantizes into the other set. */
@@ -105,6 +116,14 @@ cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, 
     if (!g_pin[i] || !g_pin_cap[i]) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   }
   if (!rc) g_pin_slots = slots;
+  free(g_vis);
+  g_vis = NULL;
+  g_n_vis = 0;
+  for (int r = 0; a->visual && r < a->total; r++) g_n_vis += a->visual[r] != 0;
+  if (!rc && g_n_vis && !(g_vis = malloc((size_t)g_n_vis * sizeof(int))))
+    rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  for (int r = 0, k = 0; !rc && g_n_vis && r < a->total; r++)
+    if (a->visual[r]) g_vis[k++] = r;
   g_rows = a->total;
   g_peak = 0;
   return rc;
@@ -119,6 +138,9 @@ void cslim_gpu_calib_end(cslim_model *m) {
     g_pin_cap[i] = NULL;
   }
   g_pin_slots = 0;
+  free(g_vis);
+  g_vis = NULL;
+  g_n_vis = 0;
   size_t now = 0, peak = 0;
   eng()->memory(&now, &peak);
   if (peak > g_peak) g_peak = peak;
@@ -147,20 +169,31 @@ static void prefetch_layer(cslim_model *m, int next) {
 static cslim_status upload_linear(cslim_model *m, cslim_layer *l, cslim_linear *x) {
   const cslim_tensor *t = x->src;
   if (m->defer_linears) {
+    const size_t es = cslim_dtype_size(t->dtype);
     const char *data = t->data;
-    if (x->layout == CSLIM_W_ROWS) /* rows [row0, row0 + out) of expert `expert` of [E, R, in] */
-      data += ((size_t)x->expert * (size_t)t->shape[1] + (size_t)x->row0) * (size_t)x->in * cslim_dtype_size(t->dtype);
-    else if (x->layout != CSLIM_W_PLAIN)
-      return cslim_error(CSLIM_ERR_UNSUPPORTED, "%s: transposed fused experts are not uploaded to the GPU", x->name);
-    if (eng()->set_weight(x->slot, gpu_dtype(t->dtype), data, x->out, x->in, x->b)) return engine_error(x->name);
-    if (x->layout == CSLIM_W_PLAIN) cslim_st_release(m->st, t); /* on the GPU now: the page cache may drop it */
+    size_t ld = (size_t)x->in;
+    if (x->layout == CSLIM_W_ROWS) { /* rows [row0, row0 + out) of expert `expert` of [E, R, in] */
+      data += ((size_t)x->expert * (size_t)t->shape[1] + (size_t)x->row0) * (size_t)x->in * es;
+    } else if (x->layout == CSLIM_W_COLS_T) { /* columns [row0, row0 + out) of expert `expert` of [E, in, C] */
+      ld = (size_t)t->shape[2];
+      data += ((size_t)x->expert * (size_t)x->in * ld + (size_t)x->row0) * es;
+    }
+    if (eng()->set_weight(x->slot, gpu_dtype(t->dtype), data, x->out, x->in, ld, x->layout == CSLIM_W_COLS_T, x->b))
+      return engine_error(x->name);
+    /* on the GPU now: the page cache may drop it (a fused tensor's expert once its last projection is up) */
+    if (x->layout == CSLIM_W_PLAIN) {
+      cslim_st_release(m->st, t);
+    } else if ((x->slot - 8) % 3 != 0) { /* up (gate_up's second) or down */
+      const uint64_t slab = (uint64_t)t->shape[1] * (uint64_t)t->shape[2] * es;
+      cslim_st_release_range(m->st, t, (uint64_t)x->expert * slab, slab);
+    }
     return CSLIM_OK;
   }
   const int had = x->w != NULL;
   cslim_status rc = CSLIM_OK;
   if (!had && x->expert < 0) return cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", x->name);
   if (!had && (rc = cslim_linear_materialize(m, x))) return rc;
-  if (eng()->set_weight(x->slot, CSLIM_GPU_F32, x->w, x->out, x->in, x->b)) rc = engine_error(x->name);
+  if (eng()->set_weight(x->slot, CSLIM_GPU_F32, x->w, x->out, x->in, (size_t)x->in, 0, x->b)) rc = engine_error(x->name);
   if (!had && !l->keep_experts) cslim_linear_release(m, x);
   return rc;
 }
@@ -317,11 +350,13 @@ cslim_status cslim_gpu_calib_set_kernel(const cslim_linear *l, const cslim_qline
   return CSLIM_OK;
 }
 
-cslim_status cslim_gpu_calib_run_quantized(cslim_layer *l) {
+cslim_status cslim_gpu_calib_run_quantized(cslim_layer *l, const cslim_acts *a) {
   if (eng()->quant_pass()) return engine_error("the quantized pass");
+  /* Qwen3-VL deepstack: visual features added after the first layers, as cslim_layer_forward does */
+  if (g_n_vis && l->index < a->n_deepstack && eng()->add_rows(g_n_vis, g_vis, a->deepstack[l->index]))
+    return engine_error("the deepstack features");
   size_t now = 0, peak = 0;
   eng()->memory(&now, &peak);
   if (peak > g_peak) g_peak = peak;
-  (void)l;
   return CSLIM_OK;
 }

@@ -40,8 +40,9 @@ cslim_status cslim_gpu_calib_expert_on_all(cslim_layer *l, int e, cslim_observer
 cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, int ssz_iters, cslim_wq *out);
 /* The serving kernel of Linear l (slot 0..6), as rt describes it; NULL: float. */
 cslim_status cslim_gpu_calib_set_kernel(const cslim_linear *l, const cslim_qlinear *rt);
-/* The quantized layer; its output replaces the rows on the GPU. */
-cslim_status cslim_gpu_calib_run_quantized(cslim_layer *l);
+/* The quantized layer; its output replaces the rows on the GPU (then Qwen3-VL's deepstack features
+ * of a's image rows are added, after the first layers). */
+cslim_status cslim_gpu_calib_run_quantized(cslim_layer *l, const cslim_acts *a);
 /* Device memory held at most so far (bytes). */
 size_t cslim_gpu_calib_peak_memory(void);
 
