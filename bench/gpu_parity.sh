@@ -9,27 +9,33 @@
 # tiny-qwen3-moe (W8A8 min-max and histogram, every expert calibrated on all tokens, W8A8_DYNAMIC,
 # W8A16, W4A8 SSZ, one expert kept float, the experts split into many waves), with m1 / m4
 # smoothing and QuaRot (statistics on the GPU, weights transformed on the host); m2 runs the CPU
-# path with its float GEMMs on the GPU. With fp32 GEMMs every case should be identical to the
-# CPU's (ordered products, model/repro.h). Prints each run's device line and time.
+# path with its float GEMMs on the GPU. tiny-qwen3-vl calibrates on the images of IMAGES (default
+# FIXTURES_DIR/../calib/images: the deepstack features added on the GPU), and a Qwen3-VL-MoE made
+# from it (bench/vl_moe_model: the Hub's fused [E, H, 2I] experts, transposed on the GPU) on text and
+# on images; those routes are new (CSLIM_GPU_NEW=1, src/quant/gpu_calib.c). With fp32 GEMMs every case
+# should be identical to the CPU's (ordered products, model/repro.h). Prints each run's device line and time.
 set -u
 B=${1:-build}
 FX=${2:-../shared/fixtures}
 CALIB=${3:-data/calib/mix_calib.jsonl}
 GEMM=${4:-fp32}
 DEV=${DEV:-cuda} # the GPU side: cuda, cuda:N or cuda:N,M,...
+IMAGES=${IMAGES:-$FX/../calib/images}
+export CSLIM_GPU_NEW=1
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 rc=0
-run_case() { # name model flags...
+run_case() { # name model flags... (model: a fixture's name, or a path; CAL=... a case's own calibration set)
   local name=$1 M=$2
+  case $M in */*) ;; *) M=$FX/models/$M ;; esac
   case " ${CASES:-$name} " in *" $name "*) ;; *) return ;; esac
   shift 2
   for d in cpu cuda; do
     local extra=()
     local dev=cpu
     [ "$d" = cuda ] && extra=(--gpu_gemm "$GEMM") && dev=$DEV
-    /usr/bin/time -f "%e s wall" -o "$T/time-$name-$d" "$B/cslim" quant --model_path "$FX/models/$M" \
-      --save_path "$T/$name-$d" --calib_data "$CALIB" --holdout 4 --device "$dev" "${extra[@]}" "$@" \
+    /usr/bin/time -f "%e s wall" -o "$T/time-$name-$d" "$B/cslim" quant --model_path "$M" \
+      --save_path "$T/$name-$d" --calib_data "${CAL:-$CALIB}" --holdout 4 --device "$dev" "${extra[@]}" "$@" \
       >"$T/log-$name-$d" 2>&1 || { echo "$name $d: quant failed: $(tail -2 "$T/log-$name-$d")"; rc=1; return; }
     echo "  $name $d: $(grep -E "device:" "$T/log-$name-$d" | sed 's/^ *//'); $(cat "$T/time-$name-$d")"
   done
@@ -61,4 +67,11 @@ run_case moe-w8a8-mixed tiny-qwen3-moe --quant_type w8a8 --disable_names model.l
 # every expert a wave of its own (the GPU's grouping must not change a bit)
 CSLIM_GPU_MOE_WAVE=128 run_case moe-w8a8-waves tiny-qwen3-moe --quant_type w8a8 --act_method 2
 run_case moe-w4a8-ssz tiny-qwen3-moe --quant_type w4a8_dynamic
+CAL=$IMAGES run_case vl-w8a8-images tiny-qwen3-vl --quant_type w8a8
+CAL=$IMAGES run_case vl-w8a8-rot-m4-images tiny-qwen3-vl --quant_type w8a8 --rot True --anti_method m4
+case " ${CASES:-vl-moe} " in *" vl-moe"*)
+  "$B/bench/vl_moe_model" --from "$FX/models/tiny-qwen3-vl" --out "$T/tiny-qwen3-vl-moe" >/dev/null || rc=1 ;;
+esac
+run_case vl-moe-w8a8 "$T/tiny-qwen3-vl-moe" --quant_type w8a8
+CAL=$IMAGES run_case vl-moe-w8a8-images "$T/tiny-qwen3-vl-moe" --quant_type w8a8 --act_method 2
 exit $rc
