@@ -79,6 +79,9 @@ typedef struct cslim_layer {
 
 cslim_status cslim_layer_load(cslim_model *m, int index, cslim_layer **out);
 void cslim_layer_free(cslim_model *m, cslim_layer *l);
+/* Ask the kernel to read layer index's tensors from disk ahead (MADV_WILLNEED), while another
+ * layer is worked on; an index out of range (-1: none) does nothing. */
+void cslim_layer_prefetch(cslim_model *m, int index);
 
 /* ---- activations --------------------------------------------------------------------- */
 

@@ -222,9 +222,9 @@ cslim_status cslim_exporter_put_tensor(cslim_exporter *e, const char *name, cons
   const ex_tensor *t = lookup(e, name);
   if (!t) return cslim_error(CSLIM_ERR_INVALID, "exporter: '%s' was not declared", name);
   if (t->dtype == src->dtype) {
-    /* in 64 MB pieces, each dropped from RSS once written: copying a 150k x 4096
-     * embedding does not make its 1.2 GB resident */
-    const uint64_t piece = 64u << 20;
+    /* in 16 MB pieces, each dropped from RSS once written: copying a 150k x 4096
+     * embedding (on a thread of its own, beside the layers) does not make its 1.2 GB resident */
+    const uint64_t piece = 16u << 20;
     for (uint64_t o = 0; o < src->nbytes; o += piece) {
       uint64_t len = src->nbytes - o < piece ? src->nbytes - o : piece;
       cslim_status rc = cslim_st_writer_put_range(e->w, name, o, (const char *)src->data + o, len);

@@ -217,6 +217,18 @@ static cslim_status setup_experts(cslim_model *m, cslim_layer *l) {
   return CSLIM_OK;
 }
 
+void cslim_layer_prefetch(cslim_model *m, int index) {
+  if (index < 0 || index >= m->cfg.text.num_layers) return;
+  char pre[160], name[192];
+  snprintf(pre, sizeof pre, "layers.%d.", index);
+  cslim_model_tensor_name(m, pre, name, sizeof name);
+  size_t k = strlen(name);
+  for (size_t i = 0; i < cslim_st_count(m->st); i++) {
+    const cslim_tensor *t = cslim_st_at(m->st, i);
+    if (!strncmp(t->name, name, k)) cslim_st_prefetch(m->st, t);
+  }
+}
+
 cslim_status cslim_layer_load(cslim_model *m, int index, cslim_layer **out) {
   *out = NULL;
   const cslim_text_config *t = &m->cfg.text;

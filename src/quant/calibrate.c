@@ -73,6 +73,7 @@ typedef struct qctx {
   cslim_xform *x;   /* rotation / smoothing, or NULL */
   cslim_acts *anti; /* the smoothing statistics set, when separate from the calibration set */
   int gpu;          /* the layers run whole on the GPU (quant/gpu_calib.h) */
+  int async_write;  /* a writer thread writes each layer while the next one is read and quantized */
 } qctx;
 
 /* ---- groups and slots -------------------------------------------------------------------- */
@@ -466,14 +467,14 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
   rc = c->gpu ? cslim_gpu_calib_run_quantized(l, a) : cslim_layer_forward(c->m, l, a, NULL, NULL);
   if (!rc && c->anti) rc = cslim_layer_forward(c->m, l, c->anti, NULL, NULL); /* the smoothing set follows */
   rep->t_forward += cslim_now() - t0;
-  if (rc || (c->gpu && !c->x)) return rc; /* on the GPU, a writer thread writes the layer (export_async) */
+  if (rc || c->async_write) return rc; /* a writer thread writes the layer (export_async) */
   t0 = cslim_now();
   rc = export_layer(c, ex);
   rep->t_write += cslim_now() - t0;
   return rc;
 }
 
-/* ---- work on a thread of its own (GPU runs: the writing overlaps the calibration) -------------------------- */
+/* ---- work on a thread of its own (runs without transforms: the writing overlaps the reading and quantizing) --- */
 
 typedef struct bg_job {
   cslim_status (*fn)(void *arg);
@@ -567,7 +568,8 @@ static cslim_status quantize_layer_data_free(qctx *c, cslim_exporter *ex, layer_
     if (q->type == CSLIM_QT_FLOAT) continue;
     if ((rc = cslim_linear_materialize(c->m, q->lin))) break;
     rc = quantize_weights(c, q);
-    if (q->lin->expert >= 0) cslim_linear_release(c->m, q->lin);
+    /* the codes are what is written; a separate smoothing set still runs the float layer below */
+    if (q->lin->expert >= 0 || !c->anti) cslim_linear_release(c->m, q->lin);
   }
   for (int e = 0; e < E; e++) out->fallback[e] = 2;
   sum_weight_stats(c, out->st);
@@ -576,7 +578,7 @@ static cslim_status quantize_layer_data_free(qctx *c, cslim_exporter *ex, layer_
     out->st->in_max[k] = -INFINITY;
   }
   rep->t_stats += cslim_now() - t0;
-  if (rc) return rc;
+  if (rc || c->async_write) return rc;
   t0 = cslim_now();
   rc = export_layer(c, ex);
   rep->t_write += cslim_now() - t0;
@@ -1119,7 +1121,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     if (!rep->layers || !rep->expert_tokens || !rep->expert_fallback) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   }
   outer_job outer = {.m = m, .xf = xf, .VLs = VLs, .nvl = nvl, .ex = ex};
-  if (!rc && cslim_device_is_gpu() && !xf) {
+  if (!rc && !xf) { /* the transforms' state is not shared with a thread: then everything in turn */
     bg_start(&outer.bg, outer_fn, &outer);
   } else if (!rc) {
     double t0 = cslim_now();
@@ -1135,6 +1137,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   c.t = t;
   c.x = xf;
   c.anti = anti;
+  c.async_write = !xf;
   if (!rc && !ds && cslim_device_is_gpu())
     snprintf(rep->gpu_note, sizeof rep->gpu_note, "unused (no calibration data: weights are quantized on the CPU)");
   if (!rc && ds && cslim_device_is_gpu()) { /* the whole layer on the GPU, when it can take the run */
@@ -1161,10 +1164,11 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     double t0 = cslim_now();
     if ((rc = cslim_layer_load(m, l, &c.layer))) break;
     const int next = l + 1 < t->num_layers ? l + 1 : -1;
-    if (!rc && c.gpu && !xf) rc = cslim_gpu_calib_upload(m, c.layer, next);
+    cslim_layer_prefetch(m, next); /* the kernel reads the next layer while this one is worked on */
+    if (!rc && c.gpu && !xf) rc = cslim_gpu_calib_upload(m, c.layer);
     rep->t_read += cslim_now() - t0;
     t0 = cslim_now();
-    if (!rc && c.gpu && xf) rc = cslim_gpu_calib_transform(m, xf, c.layer, next); /* statistics from the GPU */
+    if (!rc && c.gpu && xf) rc = cslim_gpu_calib_transform(m, xf, c.layer); /* statistics from the GPU */
     else if (!rc) rc = cslim_xform_layer(xf, c.layer, anti ? anti : a);
     rep->t_transform += cslim_now() - t0;
     int E = t->num_experts;
@@ -1172,7 +1176,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
                     rep->expert_fallback + (size_t)l * (size_t)(E ? E : 1)};
     if (!rc) rc = ds ? calibrate_layer(&c, a, ex, &lo, rep) : quantize_layer_data_free(&c, ex, &lo, rep);
     if (!rc && !ds && anti) rc = cslim_layer_forward(m, c.layer, anti, NULL, NULL); /* float: nothing quantized ran */
-    if (!rc && c.gpu && !xf) rc = export_async(&c, &job, ex, rep); /* with transforms: written above, in turn */
+    if (!rc && c.async_write) rc = export_async(&c, &job, ex, rep); /* with transforms: written above, in turn */
     layer_cleanup(&c);
     cslim_xform_layer_done(xf);
     cslim_layer_free(m, c.layer);

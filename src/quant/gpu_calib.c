@@ -150,19 +150,6 @@ void cslim_gpu_calib_end(cslim_model *m) {
 
 size_t cslim_gpu_calib_peak_memory(void) { return g_peak; }
 
-/* the kernel reads layer `next` (-1: none) from disk while this one computes */
-static void prefetch_layer(cslim_model *m, int next) {
-  if (next < 0) return;
-  char pre[160], name[192];
-  snprintf(pre, sizeof pre, "layers.%d.", next);
-  cslim_model_tensor_name(m, pre, name, sizeof name);
-  size_t k = strlen(name);
-  for (size_t i = 0; i < cslim_st_count(m->st); i++) {
-    const cslim_tensor *t = cslim_st_at(m->st, i);
-    if (!strncmp(t->name, name, k)) cslim_st_prefetch(m->st, t);
-  }
-}
-
 /* One Linear to the GPU: as the checkpoint stores it (m->defer_linears: no transforms), or its
  * float32 host copy (the transforms' output; an expert is converted here, with the transforms'
  * hook, and released again). */
@@ -210,9 +197,8 @@ static cslim_status upload_layer(cslim_model *m, cslim_layer *l, int with_expert
   return rc;
 }
 
-cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l, int next) {
+cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l) {
   g_set = l->index & 1;
-  prefetch_layer(m, next);
   return upload_layer(m, l, 1);
 }
 
@@ -245,11 +231,10 @@ static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *s
   return CSLIM_OK;
 }
 
-cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l, int next) {
-  prefetch_layer(m, next); /* read ahead while the transforms run */
+cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l) {
   chan_ctx c = {m};
   cslim_status rc = cslim_xform_layer_observed(xf, l, observe_channels, &c);
-  return rc ? rc : cslim_gpu_calib_upload(m, l, -1);
+  return rc ? rc : cslim_gpu_calib_upload(m, l);
 }
 
 cslim_status cslim_gpu_calib_observe(cslim_layer *l, int hist, cslim_observer **obs, int n_groups, int *tokens) {

@@ -24,12 +24,11 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
 cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
                                    const cslim_acts *a);
 void cslim_gpu_calib_end(cslim_model *m);
-/* Upload layer l's norms and weights (once), and ask the kernel to read
- * layer `next`'s bytes ahead (-1: none). */
-cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l, int next);
+/* Upload layer l's norms and weights (once). */
+cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l);
 /* With transforms: rotate / smooth layer l on the host (the smoothing's per-channel statistics
  * from the GPU), then upload it (float32). */
-cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l, int next);
+cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l);
 /* Float pass: hist 0 updates the observers' min, max and moments (and adds
  * each expert's rows to tokens[E]); hist 1 the histograms of those with one
  * begun. obs[n_groups] as calibrate.c numbers its groups (kind, or 5 + 2e + down). */
