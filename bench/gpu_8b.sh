@@ -8,6 +8,8 @@
 # and the calibration forward's achieved TFLOP/s (the GEMM FLOPs of both passes over the forward time).
 # PRESET=qwen3-30b-a3b LAYERS=8 runs the same on the MoE preset (its TFLOP/s count the experts'
 # GEMMs: gate/up in the float pass, gate/up/down in the quantized one); DEV=cuda:0,1 on several GPUs.
+# PRESET=qwen3-vl-30b-a3b: the same text model with the Hub's fused experts (calibrated on text; its
+# vision tower is copied), on the layer engine only with CSLIM_GPU_NEW=1 until that route is measured.
 set -u
 B=${1:-build}
 FX=${2:-../shared/fixtures}
@@ -44,7 +46,7 @@ fi
 TOK=32768
 case $PRESET in
 qwen3-8b) H=4096 Q=4096 KV=1024 L=36 mlp="5 * $H * 12288" ;;
-qwen3-30b-a3b) H=2048 Q=4096 KV=512 L=48 mlp="2 * $H * 128 + 8 * 5 * $H * 768" ;;
+qwen3-30b-a3b | qwen3-vl-30b-a3b) H=2048 Q=4096 KV=512 L=48 mlp="2 * $H * 128 + 8 * 5 * $H * 768" ;;
 *) H=0 ;;
 esac
 L=${LAYERS:-$L}

@@ -12,6 +12,8 @@ static const synth_spec k_presets[] = {
     {"qwen3-8b", 4096, 12288, 36, 32, 8, 128, 151936, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, {0}},
     {"qwen3-30b-a3b", 2048, 6144, 48, 32, 4, 128, 151936, 128, 8, 768, 0, 0, 0, 0, 0, 0, 0, {0}},
     {"qwen3-vl-8b", 4096, 12288, 36, 32, 8, 128, 151936, 0, 0, 0, 0, 27, 1152, 16, 4304, 2304, 3, {8, 16, 24}},
+    /* Qwen3-VL-MoE: the experts in the Hub's fused layout (gate_up_proj [E, H, 2I], down_proj [E, I, H]) */
+    {"qwen3-vl-30b-a3b", 2048, 6144, 48, 32, 4, 128, 151936, 128, 8, 768, 0, 27, 1152, 16, 4304, 2304, 3, {8, 16, 24}},
 };
 
 const synth_spec *synth_preset(const char *name) {
@@ -83,7 +85,7 @@ cslim_status synth_write(const synth_spec *s, const char *dir, double shard_gb, 
   const int vl = s->vis_depth > 0;
   if (vl) /* Qwen3-VL: the text model nested in text_config (transformers 5 spelling) */
     fprintf(f,
-            "{\n  \"architectures\": [\"Qwen3VLForConditionalGeneration\"],\n  \"model_type\": \"qwen3_vl\",\n"
+            "{\n  \"architectures\": [\"Qwen3VL%sForConditionalGeneration\"],\n  \"model_type\": \"qwen3_vl%s\",\n"
             "  \"image_token_id\": %d,\n  \"video_token_id\": %d,\n  \"vision_start_token_id\": %d,\n"
             "  \"vision_end_token_id\": %d,\n  \"tie_word_embeddings\": %s,\n  \"dtype\": \"bfloat16\",\n"
             "  \"transformers_version\": \"5.0.0\",\n"
@@ -91,7 +93,8 @@ cslim_status synth_write(const synth_spec *s, const char *dir, double shard_gb, 
             " \"hidden_act\": \"gelu_pytorch_tanh\", \"in_channels\": 3, \"patch_size\": 16, \"temporal_patch_size\": 2,"
             " \"spatial_merge_size\": 2, \"out_hidden_size\": %d, \"num_position_embeddings\": %d,"
             " \"deepstack_visual_indexes\": [%d, %d, %d]},\n  \"text_config\": {\n",
-            s->vocab - 4, s->vocab - 3, s->vocab - 6, s->vocab - 5, s->tie ? "true" : "false", s->vis_depth,
+            s->experts ? "Moe" : "", s->experts ? "_moe" : "", s->vocab - 4, s->vocab - 3, s->vocab - 6, s->vocab - 5,
+            s->tie ? "true" : "false", s->vis_depth,
             s->vis_hidden, s->vis_heads, s->vis_intermediate, s->hidden, s->vis_pos, s->deepstack[0], s->deepstack[1],
             s->deepstack[2]);
   fprintf(f,
@@ -101,8 +104,9 @@ cslim_status synth_write(const synth_spec *s, const char *dir, double shard_gb, 
           "  \"rms_norm_eps\": 1e-06,\n  \"rope_theta\": 1000000,\n  \"max_position_embeddings\": 40960,\n"
           "  \"tie_word_embeddings\": %s,\n  \"torch_dtype\": \"bfloat16\",\n  \"hidden_act\": \"silu\",\n"
           "  \"bos_token_id\": 151643,\n  \"eos_token_id\": 151645,\n  \"transformers_version\": \"4.51.0\"",
-          vl ? "" : "{\n", s->experts ? "Qwen3MoeForCausalLM" : vl ? "Qwen3VLTextModel" : "Qwen3ForCausalLM",
-          s->experts ? "qwen3_moe" : vl ? "qwen3_vl_text" : "qwen3", s->hidden, s->intermediate, s->layers, s->heads,
+          vl ? "" : "{\n",
+          vl ? (s->experts ? "Qwen3VLMoeTextModel" : "Qwen3VLTextModel") : s->experts ? "Qwen3MoeForCausalLM" : "Qwen3ForCausalLM",
+          vl ? (s->experts ? "qwen3_vl_moe_text" : "qwen3_vl_text") : s->experts ? "qwen3_moe" : "qwen3", s->hidden, s->intermediate, s->layers, s->heads,
           s->kv_heads, s->head_dim, s->vocab, s->tie ? "true" : "false");
   if (s->experts)
     fprintf(f,
@@ -148,7 +152,13 @@ cslim_status synth_write(const synth_spec *s, const char *dir, double shard_gb, 
       A("mlp.down_proj.weight", 2, H, s->intermediate, 0);
     } else {
       A("mlp.gate.weight", 2, s->experts, H, 0);
-      for (int e = 0; e < s->experts; e++) {
+      if (vl) { /* the Hub's fused layout, applied as x·W */
+        A("mlp.experts.gate_up_proj", 3, s->experts, H, 0);
+        v[n - 1].shape[2] = 2 * (int64_t)s->moe_intermediate;
+        A("mlp.experts.down_proj", 3, s->experts, s->moe_intermediate, 0);
+        v[n - 1].shape[2] = H;
+      }
+      for (int e = 0; e < s->experts && !vl; e++) {
         snprintf(nm, sizeof nm, "%slayers.%d.mlp.experts.%d.gate_proj.weight", tp, l, e);
         add(&v, &n, &cap, nm, 2, s->moe_intermediate, H, 0);
         snprintf(nm, sizeof nm, "%slayers.%d.mlp.experts.%d.up_proj.weight", tp, l, e);

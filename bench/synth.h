@@ -15,8 +15,9 @@ typedef struct synth_spec {
   int n_deepstack, deepstack[3];
 } synth_spec;
 
-/* Presets: qwen3-0.6b, qwen3-8b, qwen3-30b-a3b, qwen3-vl-8b (full shapes; override layers
- * and vocab to make a one-layer benchmark model). NULL when unknown. */
+/* Presets: qwen3-0.6b, qwen3-8b, qwen3-30b-a3b, qwen3-vl-8b, qwen3-vl-30b-a3b (the VL-MoE's experts
+ * fused as the Hub stores them; full shapes; override layers and vocab to make a one-layer
+ * benchmark model). NULL when unknown. */
 const synth_spec *synth_preset(const char *name);
 /* Write DIR/config.json (transformers 4 spelling), DIR/model*.safetensors
  * (sharded at shard_gb) with bf16 weights ~ U(-0.035, 0.035) (std 0.02),

@@ -1,5 +1,5 @@
 /* cslim-synth: write a random-weight checkpoint with real Qwen3 shapes.
- *   synth_model --preset qwen3-0.6b|qwen3-8b|qwen3-30b-a3b|qwen3-vl-8b --out DIR
+ *   synth_model --preset qwen3-0.6b|qwen3-8b|qwen3-30b-a3b|qwen3-vl-8b|qwen3-vl-30b-a3b --out DIR
  *               [--layers N] [--vocab V] [--shard_gb G] [--seed S] [--tokenizer FILE]
  *               [--hidden H] [--intermediate I] [--tie 0|1]   (shape overrides, e.g. hidden 640 = 20·32) */
 #include "synth.h"
@@ -29,7 +29,7 @@ int main(int argc, char **argv) {
   }
   const synth_spec *p = preset ? synth_preset(preset) : NULL;
   if (!p || !out) {
-    fprintf(stderr, "usage: synth_model --preset qwen3-0.6b|qwen3-8b|qwen3-30b-a3b|qwen3-vl-8b --out DIR [--layers N] "
+    fprintf(stderr, "usage: synth_model --preset qwen3-0.6b|qwen3-8b|qwen3-30b-a3b|qwen3-vl-8b|qwen3-vl-30b-a3b --out DIR [--layers N] "
                     "[--vocab V] [--shard_gb G] [--seed S] [--tokenizer FILE] [--hidden H] [--intermediate I] [--tie 0|1]\n");
     return 2;
   }
