@@ -73,7 +73,6 @@ typedef struct qctx {
   cslim_xform *x;   /* rotation / smoothing, or NULL */
   cslim_acts *anti; /* the smoothing statistics set, when separate from the calibration set */
   int gpu;          /* the layers run whole on the GPU (quant/gpu_calib.h) */
-  int async_write;  /* a writer thread writes each layer while the next one is read and quantized */
 } qctx;
 
 /* ---- groups and slots -------------------------------------------------------------------- */
@@ -467,14 +466,10 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
   rc = c->gpu ? cslim_gpu_calib_run_quantized(l, a) : cslim_layer_forward(c->m, l, a, NULL, NULL);
   if (!rc && c->anti) rc = cslim_layer_forward(c->m, l, c->anti, NULL, NULL); /* the smoothing set follows */
   rep->t_forward += cslim_now() - t0;
-  if (rc || c->async_write) return rc; /* a writer thread writes the layer (export_async) */
-  t0 = cslim_now();
-  rc = export_layer(c, ex);
-  rep->t_write += cslim_now() - t0;
-  return rc;
+  return rc; /* then written (write_layer) */
 }
 
-/* ---- work on a thread of its own (runs without transforms: the writing overlaps the reading and quantizing) --- */
+/* ---- work on a thread of its own (the writing overlaps the reading and quantizing) --------------------------- */
 
 typedef struct bg_job {
   cslim_status (*fn)(void *arg);
@@ -552,6 +547,22 @@ static cslim_status export_async(qctx *c, export_job *j, cslim_exporter *ex, csl
   return CSLIM_OK;
 }
 
+/* Write the quantized layer in c: on the writer thread (while the next layer is read and quantized), or
+ * here when the writer could not do it alone — with transforms, an expert kept float is converted
+ * through the transforms' hook, whose state is this layer's only until the next layer starts. */
+static cslim_status write_layer(qctx *c, export_job *j, cslim_exporter *ex, cslim_quant_report *rep) {
+  int alone = 1;
+  for (int s = 0; c->x && s < c->n_slots; s++) {
+    const lin_q *q = &c->lq[s];
+    if (q->lin && q->type == CSLIM_QT_FLOAT && q->lin->expert >= 0 && !q->lin->w) alone = 0;
+  }
+  if (alone) return export_async(c, j, ex, rep);
+  double t0 = cslim_now();
+  cslim_status rc = export_layer(c, ex);
+  rep->t_write += cslim_now() - t0;
+  return rc;
+}
+
 /* Without calibration data (weight-only and dynamic schemes): no forward at
  * all — each Linear is converted, quantized and written. */
 static cslim_status quantize_layer_data_free(qctx *c, cslim_exporter *ex, layer_out *out, cslim_quant_report *rep) {
@@ -578,11 +589,7 @@ static cslim_status quantize_layer_data_free(qctx *c, cslim_exporter *ex, layer_
     out->st->in_max[k] = -INFINITY;
   }
   rep->t_stats += cslim_now() - t0;
-  if (rc || c->async_write) return rc;
-  t0 = cslim_now();
-  rc = export_layer(c, ex);
-  rep->t_write += cslim_now() - t0;
-  return rc;
+  return rc; /* then written (write_layer) */
 }
 
 static void layer_cleanup(qctx *c) {
@@ -905,7 +912,7 @@ static cslim_status write_outer(cslim_model *m, cslim_xform *xf, const vis_lin *
   return rc;
 }
 
-/* write_outer as a job of its own (GPU runs: the copy of the embedding and lm_head overlaps the layers) */
+/* write_outer as a job of its own: the copy of the embedding and lm_head overlaps the layers */
 typedef struct outer_job {
   bg_job bg;
   cslim_model *m;
@@ -1121,13 +1128,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     if (!rep->layers || !rep->expert_tokens || !rep->expert_fallback) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   }
   outer_job outer = {.m = m, .xf = xf, .VLs = VLs, .nvl = nvl, .ex = ex};
-  if (!rc && !xf) { /* the transforms' state is not shared with a thread: then everything in turn */
-    bg_start(&outer.bg, outer_fn, &outer);
-  } else if (!rc) {
-    double t0 = cslim_now();
-    rc = write_outer(m, xf, VLs, nvl, ex);
-    rep->t_write += cslim_now() - t0;
-  }
+  if (!rc) bg_start(&outer.bg, outer_fn, &outer); /* the rotation it may apply is read-only */
   if (!rc && ds) rc = embed_set(m, &cal, "calibration", &a, rep);
   if (!rc && anti_set.n) rc = embed_set(m, &anti_set, "anti-outlier", &anti, rep);
   if (!rc) rc = cslim_xform_acts(xf, a);
@@ -1137,7 +1138,6 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   c.t = t;
   c.x = xf;
   c.anti = anti;
-  c.async_write = !xf;
   if (!rc && !ds && cslim_device_is_gpu())
     snprintf(rep->gpu_note, sizeof rep->gpu_note, "unused (no calibration data: weights are quantized on the CPU)");
   if (!rc && ds && cslim_device_is_gpu()) { /* the whole layer on the GPU, when it can take the run */
@@ -1176,7 +1176,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
                     rep->expert_fallback + (size_t)l * (size_t)(E ? E : 1)};
     if (!rc) rc = ds ? calibrate_layer(&c, a, ex, &lo, rep) : quantize_layer_data_free(&c, ex, &lo, rep);
     if (!rc && !ds && anti) rc = cslim_layer_forward(m, c.layer, anti, NULL, NULL); /* float: nothing quantized ran */
-    if (!rc && c.async_write) rc = export_async(&c, &job, ex, rep); /* with transforms: written above, in turn */
+    if (!rc) rc = write_layer(&c, &job, ex, rep);
     layer_cleanup(&c);
     cslim_xform_layer_done(xf);
     cslim_layer_free(m, c.layer);

@@ -554,12 +554,13 @@ void cslim_xform_layer_done(cslim_xform *x) {
 
 /* ---- tensors outside the layers ------------------------------------------------------------------------- */
 
-/* [rows][cols] source rows → (· diag(colscale)) · R, written in pieces */
+/* [rows][cols] source rows → (· diag(colscale)) · R, written in pieces of 16 MB of float32 (it runs on a
+ * thread of its own beside the layers: its RSS adds to theirs) */
 static cslim_status put_rotated_rows(cslim_xform *x, cslim_exporter *ex, const cslim_tensor *src,
                                      const float *colscale) {
   const cslim_st *st = cslim_model_checkpoint(x->m);
   const size_t rows = (size_t)src->shape[0], cols = (size_t)src->shape[1], es = cslim_dtype_size(src->dtype);
-  size_t chunk = ((size_t)16 << 20) / cols;
+  size_t chunk = ((size_t)4 << 20) / cols;
   chunk = chunk ? chunk : 1;
   float *buf = malloc(chunk * cols * sizeof(float));
   if (!buf) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
