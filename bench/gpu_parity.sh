@@ -12,7 +12,8 @@
 # path with its float GEMMs on the GPU. tiny-qwen3-vl calibrates on the images of IMAGES (default
 # FIXTURES_DIR/../calib/images: the deepstack features added on the GPU), and a Qwen3-VL-MoE made
 # from it (bench/vl_moe_model: the Hub's fused [E, H, 2I] experts, transposed on the GPU) on text and
-# on images; those routes are new (CSLIM_GPU_NEW=1, src/quant/gpu_calib.c). With fp32 GEMMs every case
+# on images, and W8A8S (the sparse quantizer on the host, its codes uploaded); those routes are new
+# (CSLIM_GPU_NEW=1, src/quant/gpu_calib.c). With fp32 GEMMs every case
 # should be identical to the CPU's (ordered products, model/repro.h). Prints each run's device line and time.
 set -u
 B=${1:-build}
@@ -67,6 +68,9 @@ run_case moe-w8a8-mixed tiny-qwen3-moe --quant_type w8a8 --disable_names model.l
 # every expert a wave of its own (the GPU's grouping must not change a bit)
 CSLIM_GPU_MOE_WAVE=128 run_case moe-w8a8-waves tiny-qwen3-moe --quant_type w8a8 --act_method 2
 run_case moe-w4a8-ssz tiny-qwen3-moe --quant_type w4a8_dynamic
+# W8A8S: the sparse weight quantizer runs on the host, the layer on the GPU with its codes
+run_case dense-w8a8s tiny-qwen3 --quant_type w8a8s
+run_case moe-w8a8s tiny-qwen3-moe --quant_type w8a8s --fraction 0.05
 CAL=$IMAGES run_case vl-w8a8-images tiny-qwen3-vl --quant_type w8a8
 CAL=$IMAGES run_case vl-w8a8-rot-m4-images tiny-qwen3-vl --quant_type w8a8 --rot True --anti_method m4
 case " ${CASES:-vl-moe} " in *" vl-moe"*)

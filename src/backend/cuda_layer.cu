@@ -1817,6 +1817,22 @@ static int api_quantize_weight(int si, int bits, int max_iter, int8_t *codes, fl
   return 0;
 }
 
+// the same codes on every device
+static int api_set_codes(int si, const int8_t *codes) {
+  for (int i = 0; i < g_ndev; i++) {
+    use(i);
+    if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
+    slot *s = &G.s[si];
+    if (!s->loaded) return fail("slot %d has no weights", si);
+    const size_t nq = (size_t)s->out * s->in;
+    TRY(grow(&s->q, nq));
+    CK(cudaMemcpyAsync(s->q.p, codes, nq, cudaMemcpyHostToDevice, G.st));
+    CK(cudaStreamSynchronize(G.st));
+  }
+  use(0);
+  return 0;
+}
+
 static int dev_set_qlinear(int si, const cslim_gpu_qlin *q) {
   if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
   slot *s = &G.s[si];
@@ -1919,10 +1935,9 @@ static void api_host_free(void *p) {
   if (p) cudaFreeHost(p);
 }
 
-static const cslim_gpu_layer_api g_api = {CSLIM_GPU_LAYER_API, api_last_error,   api_set_devices,   api_begin,
-                                          api_end,             api_set_norms,    api_set_weight,    api_float_pass,
-                                          api_channel_pass,    api_expert_on_all, api_quantize_weight, api_set_qlinear,
-                                          api_quant_pass,      api_add_rows,     api_host_alloc,    api_host_free,
-                                          api_memory};
+static const cslim_gpu_layer_api g_api = {
+    CSLIM_GPU_LAYER_API, api_last_error,      api_set_devices, api_begin,       api_end,        api_set_norms,
+    api_set_weight,      api_float_pass,      api_channel_pass, api_expert_on_all, api_quantize_weight, api_set_codes,
+    api_set_qlinear,     api_quant_pass,      api_add_rows,    api_host_alloc,  api_host_free,  api_memory};
 
 extern "C" const cslim_gpu_layer_api *cslim_cuda_layer_api(void) { return &g_api; }

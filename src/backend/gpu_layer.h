@@ -8,7 +8,8 @@
  *                      (min, max, sum, sum of squares); the residual stream
  *                      is left as it was;
  *   float_pass(HIST)   the same, counting exact histograms over given ranges;
- *   quantize_weight    per-channel symmetric min-max codes, scales, row sums;
+ *   quantize_weight    per-channel symmetric min-max codes, scales, row sums
+ *                      (or set_codes: codes quantized on the host);
  *   set_qlinear        the serving kernel's parameters of each Linear;
  *   quant_pass         the layer with every quantized Linear computed as the
  *                      engine does (integer GEMM, same roundings as
@@ -102,6 +103,9 @@ typedef struct cslim_gpu_layer_api {
    * non-finite value, or -1. */
   int (*quantize_weight)(int slot, int bits, int ssz_iters, int8_t *codes, float *scale, int64_t *rowsum,
                          double *err, double *wsq, int *bad_row);
+  /* codes [out, in] quantized on the host, by a quantizer the engine lacks (W8A8S), for the slot's
+   * uploaded weight */
+  int (*set_codes)(int slot, const int8_t *codes);
   int (*set_qlinear)(int slot, const cslim_gpu_qlin *q);
   int (*quant_pass)(void);
   /* adds x[i] ([n, hidden]) to the residual stream's row rows[i] (ascending): Qwen3-VL's deepstack

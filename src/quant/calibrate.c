@@ -117,9 +117,13 @@ static cslim_status quantize_weights(qctx *c, lin_q *q) {
   const cslim_scheme *sc = cslim_scheme_get(q->type);
   cslim_status rc;
   if (!l->w && !c->gpu) return cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", l->name);
-  if (q->type == CSLIM_QT_W8A8S)
-    rc = cslim_wq_sparse(l->w, l->out, l->in, &c->p->sparse, &q->wq);
-  else if (sc->w_bits == 4 && c->p->group_size > 0)
+  if (q->type == CSLIM_QT_W8A8S) { /* on the host; on the GPU path from a float copy made for it, codes then uploaded */
+    const int copy = c->gpu && !l->w;
+    rc = copy ? cslim_linear_materialize(c->m, l) : CSLIM_OK;
+    if (!rc) rc = cslim_wq_sparse(l->w, l->out, l->in, &c->p->sparse, &q->wq);
+    if (copy) cslim_linear_release(c->m, l);
+    if (!rc && c->gpu) rc = cslim_gpu_calib_set_codes(l, &q->wq);
+  } else if (sc->w_bits == 4 && c->p->group_size > 0)
     rc = cslim_wq_group(l->w, l->out, l->in, c->p->group_size, &q->wq);
   else if (c->gpu) /* min-max or SSZ on the GPU, from the weights already there */
     rc = cslim_gpu_calib_quantize_weight(l, sc->w_bits, cslim_quant_plan_wmethod(c->p, l->name, q->type) == CSLIM_WM_SSZ ? 50 : 0,

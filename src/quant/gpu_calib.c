@@ -21,7 +21,7 @@ static const char *const g_linears[CSLIM_GPU_DENSE_SLOTS] = {"self_attn.q_proj",
                                                        "mlp.down_proj"};
 
 /* Routes written while no GPU could be lent to run them (image samples' deepstack rows, the Hub's
- * fused [E, H, 2I] experts): taken only with CSLIM_GPU_NEW=1, which bench/gpu_parity.sh sets, until
+ * fused [E, H, 2I] experts, W8A8S codes quantized on the host): taken only with CSLIM_GPU_NEW=1, which bench/gpu_parity.sh sets, until
  * its parity cases have passed on a device; otherwise those runs keep the CPU path. */
 static int new_routes(void) {
   const char *e = getenv("CSLIM_GPU_NEW");
@@ -69,7 +69,7 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
       cslim_qtype q = cslim_quant_plan_linear(p, name);
       if (q == CSLIM_QT_FLOAT) continue;
       int ok = q == CSLIM_QT_W8A8 || q == CSLIM_QT_W8A8_DYNAMIC || q == CSLIM_QT_W8A8_MIX || q == CSLIM_QT_W8A16 ||
-               (q == CSLIM_QT_W4A8_DYNAMIC && p->group_size == 0);
+               (q == CSLIM_QT_W4A8_DYNAMIC && p->group_size == 0) || (q == CSLIM_QT_W8A8S && new_routes());
       if (!ok) {
         snprintf(why, sizeof why, "%s: %s weights with this method are quantized on the CPU", name,
                  cslim_scheme_get(q)->label);
@@ -316,6 +316,12 @@ cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, in
     cslim_wq_free(out);
     return cslim_error(CSLIM_ERR_NUMERIC, "row %d has a non-finite value (nothing was written)", bad);
   }
+  return CSLIM_OK;
+}
+
+cslim_status cslim_gpu_calib_set_codes(const cslim_linear *l, const cslim_wq *wq) {
+  if (wq->n != l->out || wq->k != l->in) return cslim_error(CSLIM_ERR_INVALID, "%s: codes of another shape", l->name);
+  if (eng()->set_codes(l->slot, wq->q)) return engine_error(l->name);
   return CSLIM_OK;
 }
 

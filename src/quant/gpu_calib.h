@@ -37,6 +37,8 @@ cslim_status cslim_gpu_calib_observe(cslim_layer *l, int hist, cslim_observer **
 cslim_status cslim_gpu_calib_expert_on_all(cslim_layer *l, int e, cslim_observer *gate_up, cslim_observer *down);
 /* Per-channel min-max codes of Linear l with row sums; ssz_iters > 0: then SSZ (cslim_wq_ssz). */
 cslim_status cslim_gpu_calib_quantize_weight(const cslim_linear *l, int bits, int ssz_iters, cslim_wq *out);
+/* Codes quantized on the host (W8A8S: a quantizer the engine lacks) for Linear l's slot. */
+cslim_status cslim_gpu_calib_set_codes(const cslim_linear *l, const cslim_wq *wq);
 /* The serving kernel of Linear l (slot 0..6), as rt describes it; NULL: float. */
 cslim_status cslim_gpu_calib_set_kernel(const cslim_linear *l, const cslim_qlinear *rt);
 /* The quantized layer; its output replaces the rows on the GPU (then Qwen3-VL's deepstack features
