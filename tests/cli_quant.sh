@@ -50,6 +50,12 @@ expect_err "--quant_type: 'w9a9'" "bad quant_type"
 run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3" --save_path "$TMP/x" --quant_type w8a8
 expect_rc 1 "static without data"
 expect_err "needs calibration data" "static without data"
+# per-group W4A8 cannot be calibrated through a kernel: refused before anything is read or written
+run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3" --save_path "$TMP/x" --quant_type w4a8_dynamic --group_size 64 \
+  --calib_data "$CALIB"
+expect_rc 1 "per-group W4A8 with calibration data"
+expect_err "--group_size 64 with --calib_data: per-group W4A8 has no integer kernel" "per-group W4A8 with calibration data"
+[ ! -e "$TMP/x" ] || fail "per-group W4A8 with calibration data: output left behind"
 echo '{"*.mlp.*": "w7a7"}' >"$TMP/mix.json"
 run "$CSLIM" quant --model_path "$FX/models/tiny-qwen3" --save_path "$TMP/x" --mix_cfg "$TMP/mix.json" --calib_data "$CALIB"
 expect_rc 1 "bad mix_cfg"
