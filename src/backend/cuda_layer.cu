@@ -1751,6 +1751,8 @@ static int ssz(slot *s, int bits, int max_iter, float *scale_dev, float *best_s)
   return 0;
 }
 
+static int put_codes(int si, const int8_t *codes, int first);
+
 // Codes on device 0 (min-max, then max_iter SSZ iterations when > 0), read back, and copied to the others
 static int api_quantize_weight(int si, int bits, int max_iter, int8_t *codes, float *scale, int64_t *rowsum,
                                double *err, double *wsq, int *bad_row) {
@@ -1806,24 +1808,14 @@ static int api_quantize_weight(int si, int bits, int max_iter, int8_t *codes, fl
   *err = es;
   *wsq = ws;
   free(hbuf);
-  for (int i = 1; i < g_ndev; i++) { // the same codes on every device
-    use(i);
-    slot *si_ = &G.s[si];
-    TRY(grow(&si_->q, (size_t)n * k));
-    CK(cudaMemcpyAsync(si_->q.p, codes, (size_t)n * k, cudaMemcpyHostToDevice, G.st));
-    CK(cudaStreamSynchronize(G.st));
-  }
-  use(0);
-  return 0;
+  return put_codes(si, codes, 1); // device 0 made them
 }
 
-// the same codes on every device
-static int api_set_codes(int si, const int8_t *codes) {
-  for (int i = 0; i < g_ndev; i++) {
+// host codes [out, in] to slot si on devices first.. (the same codes on every device)
+static int put_codes(int si, const int8_t *codes, int first) {
+  for (int i = first; i < g_ndev; i++) {
     use(i);
-    if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
     slot *s = &G.s[si];
-    if (!s->loaded) return fail("slot %d has no weights", si);
     const size_t nq = (size_t)s->out * s->in;
     TRY(grow(&s->q, nq));
     CK(cudaMemcpyAsync(s->q.p, codes, nq, cudaMemcpyHostToDevice, G.st));
@@ -1831,6 +1823,13 @@ static int api_set_codes(int si, const int8_t *codes) {
   }
   use(0);
   return 0;
+}
+
+static int api_set_codes(int si, const int8_t *codes) {
+  use(0);
+  if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
+  if (!G.s[si].loaded) return fail("slot %d has no weights", si);
+  return put_codes(si, codes, 0);
 }
 
 static int dev_set_qlinear(int si, const cslim_gpu_qlin *q) {

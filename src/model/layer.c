@@ -46,18 +46,15 @@ cslim_status cslim_linear_forward(const cslim_linear *l, const float *x, int row
   return l->forward ? l->forward(l, x, rows, y) : linear_gemm(l, x, rows, y);
 }
 
-/* Byte range of the checkpoint a linear reads. */
-static void src_range(const cslim_linear *l, uint64_t *off, uint64_t *len) {
+void cslim_linear_release_source(cslim_model *m, const cslim_linear *l) {
   const cslim_tensor *t = l->src;
-  size_t es = cslim_dtype_size(t->dtype);
+  if (!t) return;
   if (l->layout == CSLIM_W_PLAIN) {
-    *off = 0;
-    *len = t->nbytes;
-  } else {
-    uint64_t slab = (uint64_t)t->shape[1] * (uint64_t)t->shape[2] * es;
-    *off = (uint64_t)l->expert * slab;
-    *len = slab;
+    cslim_st_release(m->st, t);
+    return;
   }
+  const uint64_t slab = (uint64_t)t->shape[1] * (uint64_t)t->shape[2] * cslim_dtype_size(t->dtype);
+  cslim_st_release_range(m->st, t, (uint64_t)l->expert * slab, slab);
 }
 
 /* A Linear of a quantized checkpoint: the engine's integer kernel. */
@@ -73,9 +70,7 @@ static cslim_status materialize_quantized(cslim_model *m, cslim_linear *l, cslim
   l->forward = cslim_qlinear_forward;
   l->impl = q;
   l->impl_free = (void (*)(void *))cslim_qlinear_free;
-  uint64_t off, len;
-  src_range(l, &off, &len);
-  cslim_st_release_range(m->st, l->src, off, len);
+  cslim_linear_release_source(m, l);
   return CSLIM_OK;
 }
 
@@ -119,9 +114,7 @@ cslim_status cslim_linear_materialize(cslim_model *m, cslim_linear *l) {
     }
   }
   /* the bf16 pages are not needed any more: keep RSS at the float32 copy */
-  uint64_t off, len;
-  src_range(l, &off, &len);
-  cslim_st_release_range(m->st, t, off, len);
+  cslim_linear_release_source(m, l);
   return CSLIM_OK;
 }
 
@@ -134,11 +127,7 @@ void cslim_linear_release(cslim_model *m, cslim_linear *l) {
     l->impl_free = NULL;
     l->forward = NULL;
   }
-  if (l->src) {
-    uint64_t off, len;
-    src_range(l, &off, &len);
-    cslim_st_release_range(m->st, l->src, off, len);
-  }
+  cslim_linear_release_source(m, l);
 }
 
 /* ---- loading -------------------------------------------------------------------------- */

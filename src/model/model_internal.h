@@ -45,6 +45,9 @@ cslim_status cslim_linear_setup(cslim_model *m, cslim_linear *l, const char *mod
                                 int slot);
 /* Release a Linear's weight, kernel and bias. */
 void cslim_linear_dispose(cslim_model *m, cslim_linear *l);
+/* Drop the checkpoint bytes a Linear reads from RSS (the whole tensor, or its expert's slab of a fused
+ * [E, R, C] tensor); the page cache keeps them. */
+void cslim_linear_release_source(cslim_model *m, const cslim_linear *l);
 /* cslim_layer_forward, also copying the layer's output — before the deepstack
  * features are added, as transformers records hidden states — to `output`
  * when not NULL. */

@@ -1043,9 +1043,9 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   if (p->group_size && (p->group_size < 32 || p->group_size > 256 || (p->group_size & (p->group_size - 1))))
     return cslim_error(CSLIM_ERR_INVALID, "group size %d: use 32, 64, 128 or 256", p->group_size);
   /* calibration runs each quantized Linear as the engine does; per-group W4A8 has no such kernel */
-  int group_w4 = p->group_size > 0 && p->quant_type == CSLIM_QT_W4A8_DYNAMIC;
-  for (int i = 0; i < p->n_mix; i++) group_w4 |= p->group_size > 0 && p->mix[i].type == CSLIM_QT_W4A8_DYNAMIC;
-  if (group_w4 && p->calib_data)
+  int w4 = p->quant_type == CSLIM_QT_W4A8_DYNAMIC;
+  for (int i = 0; i < p->n_mix; i++) w4 |= p->mix[i].type == CSLIM_QT_W4A8_DYNAMIC;
+  if (w4 && p->group_size > 0 && p->calib_data)
     return cslim_error(CSLIM_ERR_INVALID, "--group_size %d with --calib_data: per-group W4A8 has no integer kernel to "
                        "calibrate through (the engines that load it run it weight-only); quantize it without "
                        "--calib_data (smoothing statistics may come from --anti_data) or per channel (--group_size 0)",

@@ -21,8 +21,9 @@ static const char *const g_linears[CSLIM_GPU_DENSE_SLOTS] = {"self_attn.q_proj",
                                                        "mlp.down_proj"};
 
 /* Routes written while no GPU could be lent to run them (image samples' deepstack rows, the Hub's
- * fused [E, H, 2I] experts, W8A8S codes quantized on the host): taken only with CSLIM_GPU_NEW=1, which bench/gpu_parity.sh sets, until
- * its parity cases have passed on a device; otherwise those runs keep the CPU path. */
+ * fused [E, H, 2I] experts, W8A8S codes quantized on the host): taken only with CSLIM_GPU_NEW=1,
+ * which bench/gpu_parity.sh sets, until its parity cases have passed on a device; otherwise those
+ * runs keep the CPU path. */
 static int new_routes(void) {
   const char *e = getenv("CSLIM_GPU_NEW");
   return e && *e == '1';
@@ -167,13 +168,9 @@ static cslim_status upload_linear(cslim_model *m, cslim_layer *l, cslim_linear *
     }
     if (eng()->set_weight(x->slot, gpu_dtype(t->dtype), data, x->out, x->in, ld, x->layout == CSLIM_W_COLS_T, x->b))
       return engine_error(x->name);
-    /* on the GPU now: the page cache may drop it (a fused tensor's expert once its last projection is up) */
-    if (x->layout == CSLIM_W_PLAIN) {
-      cslim_st_release(m->st, t);
-    } else if ((x->slot - 8) % 3 != 0) { /* up (gate_up's second) or down */
-      const uint64_t slab = (uint64_t)t->shape[1] * (uint64_t)t->shape[2] * es;
-      cslim_st_release_range(m->st, t, (uint64_t)x->expert * slab, slab);
-    }
+    /* on the GPU now: the page cache may drop it (a fused tensor's expert slab once its last projection,
+     * up or down, is up) */
+    if (x->layout == CSLIM_W_PLAIN || (x->slot - 8) % 3 != 0) cslim_linear_release_source(m, x);
     return CSLIM_OK;
   }
   const int had = x->w != NULL;
