@@ -9,7 +9,8 @@
 # PRESET=qwen3-30b-a3b LAYERS=8 runs the same on the MoE preset (its TFLOP/s count the experts'
 # GEMMs: gate/up in the float pass, gate/up/down in the quantized one); DEV=cuda:0,1 on several GPUs.
 # PRESET=qwen3-vl-30b-a3b: the same text model with the Hub's fused experts (calibrated on text; its
-# vision tower is copied), on the layer engine only with CSLIM_GPU_NEW=1 until that route is measured.
+# vision tower is copied; the experts are transposed on the GPU). EXTRA="--anti_method m6" adds
+# flags to every run (then the TFLOP/s count the forward's GEMMs only, not the smoothing's search).
 set -u
 B=${1:-build}
 FX=${2:-../shared/fixtures}
@@ -56,9 +57,9 @@ for G in $GEMMS; do
   rm -rf "$W/out"
   echo "== --gpu_gemm $G (page cache: $(drop))"
   /usr/bin/time -f "wall %e s, max RSS %M KB" "$B/cslim" quant --model_path "$M" --save_path "$W/out" --quant_type w8a8 \
-    --calib_data "$W/calib.jsonl" --calib_seq_len 512 --holdout 0 --device "${DEV:-cuda}" --gpu_gemm "$G" >"$W/log-$G" 2>&1 ||
+    --calib_data "$W/calib.jsonl" --calib_seq_len 512 --holdout 0 --device "${DEV:-cuda}" --gpu_gemm "$G" ${EXTRA:-} >"$W/log-$G" 2>&1 ||
     { tail -3 "$W/log-$G"; exit 1; }
-  grep -E "calibration:|device:|time |wall" "$W/log-$G"
+  grep -E "calibration:|device:|transforms:|time |wall" "$W/log-$G"
   fwd=$(sed -n 's/.*forward \([0-9.]*\),.*/\1/p' "$W/log-$G")
   [ "$H" != 0 ] &&
     echo "forward GEMMs: $(calc "$flops / 1e12") TFLOP in $fwd s = $(calc "$flops / $fwd / 1e12") TFLOP/s"

@@ -8,12 +8,12 @@
 # min-max and histogram, W8A8_DYNAMIC, W8A16, W4A8_DYNAMIC min-max and SSZ), and so does
 # tiny-qwen3-moe (W8A8 min-max and histogram, every expert calibrated on all tokens, W8A8_DYNAMIC,
 # W8A16, W4A8 SSZ, one expert kept float, the experts split into many waves), with m1 / m4
-# smoothing and QuaRot (statistics on the GPU, weights transformed on the host); m2 runs the CPU
-# path with its float GEMMs on the GPU. tiny-qwen3-vl calibrates on the images of IMAGES (default
+# smoothing and QuaRot (statistics on the GPU, weights transformed on the host), m2 / m6 (their
+# samples from the GPU, the searches on the host) and the default recipe (iter_smooth; on the MoE
+# model, whose every expert's up-down it smooths, the CPU path with its float GEMMs on the GPU). tiny-qwen3-vl calibrates on the images of IMAGES (default
 # FIXTURES_DIR/../calib/images: the deepstack features added on the GPU), and a Qwen3-VL-MoE made
 # from it (bench/vl_moe_model: the Hub's fused [E, H, 2I] experts, transposed on the GPU) on text and
-# on images, and W8A8S (the sparse quantizer on the host, its codes uploaded); those routes are new
-# (CSLIM_GPU_NEW=1, src/quant/gpu_calib.c). With fp32 GEMMs every case
+# on images, and W8A8S (the sparse quantizer on the host, its codes uploaded). With fp32 GEMMs every case
 # should be identical to the CPU's (ordered products, model/repro.h). Prints each run's device line and time.
 set -u
 B=${1:-build}
@@ -22,11 +22,13 @@ CALIB=${3:-data/calib/mix_calib.jsonl}
 GEMM=${4:-fp32}
 DEV=${DEV:-cuda} # the GPU side: cuda, cuda:N or cuda:N,M,...
 IMAGES=${IMAGES:-$FX/../calib/images}
-export CSLIM_GPU_NEW=1
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 rc=0
-run_case() { # name model flags... (model: a fixture's name, or a path; CAL=... a case's own calibration set)
+# name model flags... (model: a fixture's name, or a path; CAL=... a case's own calibration set;
+# ROUTE=... the GPU run's expected device line, "decoder layers on the GPU" unless said: a run that
+# fell back to another route fails its case, whatever its checkpoint)
+run_case() {
   local name=$1 M=$2
   case $M in */*) ;; *) M=$FX/models/$M ;; esac
   case " ${CASES:-$name} " in *" $name "*) ;; *) return ;; esac
@@ -40,6 +42,8 @@ run_case() { # name model flags... (model: a fixture's name, or a path; CAL=... 
       >"$T/log-$name-$d" 2>&1 || { echo "$name $d: quant failed: $(tail -2 "$T/log-$name-$d")"; rc=1; return; }
     echo "  $name $d: $(grep -E "device:" "$T/log-$name-$d" | sed 's/^ *//'); $(cat "$T/time-$name-$d")"
   done
+  local route=${ROUTE:-decoder layers on the GPU}
+  grep -q "device:.*$route" "$T/log-$name-cuda" || { echo "  $name: FAIL: the GPU run did not take the route \"$route\""; rc=1; }
   "$B/bench/ckpt_diff" "$T/$name-cpu" "$T/$name-cuda" 1e-3 1e-3 | sed "s/^/  $name: /" || rc=1
   p0=$("$B/cslim" eval ppl --model_path "$T/$name-cpu" --text "$FX/text/eval.txt" --windows 64 --quiet | sed -n 's/^ppl: //p')
   p1=$("$B/cslim" eval ppl --model_path "$T/$name-cuda" --text "$FX/text/eval.txt" --windows 64 --quiet | sed -n 's/^ppl: //p')
@@ -57,8 +61,15 @@ run_case dense-w8a8-m4 tiny-qwen3 --quant_type w8a8 --anti_method m4
 run_case dense-w8a8-m1 tiny-qwen3 --quant_type w8a8 --anti_method m1
 run_case dense-w8a8-rot-m4 tiny-qwen3 --quant_type w8a8 --rot True --anti_method m4
 run_case dense-w8a8-m2 tiny-qwen3 --quant_type w8a8 --anti_method m2
+run_case dense-w8a8-m6 tiny-qwen3 --quant_type w8a8 --anti_method m6
+run_case dense-w8a8-rot-m2 tiny-qwen3 --quant_type w8a8 --rot True --anti_method m2
+run_case dense-recipe-default tiny-qwen3 --model_type Qwen3-8B --config_path recipes/default/default-w8a8.yaml
 run_case moe-w8a8 tiny-qwen3-moe --quant_type w8a8
 run_case moe-w8a8-rot-m4 tiny-qwen3-moe --quant_type w8a8 --rot True --anti_method m4
+run_case moe-w8a8-m2 tiny-qwen3-moe --quant_type w8a8 --anti_method m2
+run_case moe-w8a8-m6 tiny-qwen3-moe --quant_type w8a8 --anti_method m6
+# iter_smooth as v1 runs it smooths every expert's up -> down: statistics the engine does not gather
+ROUTE="float GEMMs only" run_case moe-recipe-default tiny-qwen3-moe --model_type Qwen3-30B --config_path recipes/default/default-w8a8.yaml
 run_case moe-w8a8-hist tiny-qwen3-moe --quant_type w8a8 --act_method 2
 run_case moe-w8a8-all-tokens tiny-qwen3-moe --quant_type w8a8 --expert_min_tokens 100000
 run_case moe-w8a8-dynamic tiny-qwen3-moe --quant_type w8a8_dynamic

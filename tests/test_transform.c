@@ -20,19 +20,31 @@ typedef struct obs_ctx {
   cslim_acts *a;
   cslim_chstats *st;
   int n;
+  float **sample; /* m2 / m6: the first cap rows of each group's input */
+  int *sample_rows, cap;
 } obs_ctx;
 
 static cslim_status chstats_hook(void *ctx, const cslim_linear_group *g, float *x, int rows) {
   obs_ctx *c = ctx;
-  if (g->expert < 0 && (int)g->kind < c->n && c->st[g->kind].mn) cslim_chstats_update(&c->st[g->kind], x, rows);
+  const int k = (int)g->kind;
+  if (g->expert >= 0 || k >= c->n || !c->st[k].mn) return CSLIM_OK;
+  cslim_chstats_update(&c->st[k], x, rows);
+  if (c->sample && c->sample[k] && c->sample_rows[k] < c->cap) {
+    const int w = c->st[k].n, take = c->cap - c->sample_rows[k] < rows ? c->cap - c->sample_rows[k] : rows;
+    memcpy(c->sample[k] + (size_t)c->sample_rows[k] * w, x, (size_t)take * w * sizeof(float));
+    c->sample_rows[k] += take;
+  }
   return CSLIM_OK;
 }
 
-/* an observer computing the same statistics as the CPU pass, handed in from outside */
-static cslim_status observe_on_cpu(void *ctx, cslim_layer *l, cslim_chstats *st, int n) {
+/* an observer computing the same statistics (and samples) as the CPU pass, handed in from outside */
+static cslim_status observe_on_cpu(void *ctx, cslim_layer *l, cslim_chstats *st, int n, float **sample,
+                                   int *sample_rows, int cap) {
   obs_ctx *c = ctx;
   c->st = st;
   c->n = n < 4 ? n : 4;
+  c->sample = sample, c->sample_rows = sample_rows, c->cap = cap;
+  for (int g = 0; sample && g < c->n; g++) sample_rows[g] = 0;
   cslim_hooks h = {c, chstats_hook, NULL};
   return cslim_layer_observe(c->m, l, c->a, &h);
 }
@@ -42,38 +54,28 @@ static void same_floats(const float *a, const float *b, size_t n, const char *wh
   if (a && memcmp(a, b, n * sizeof(float))) fail_msg("%s differs", what);
 }
 
-/* cslim_xform_layer_observed with the statistics of the CPU pass transforms a layer exactly as
- * cslim_xform_layer does (QuaRot + m4 with its shift); m2 is refused there (it needs samples). */
-static void test_observed_statistics(void **s) {
-  (void)s;
-  cslim_model *m;
-  assert_int_equal(cslim_model_open(tu_fixture("models/tiny-qwen3"), &m), CSLIM_OK);
-  cslim_quant_params p;
-  cslim_quant_params_default(&p);
-  p.anti_method = CSLIM_ANTI_M4;
-  p.rot = 1;
-  p.calib_data = "(statistics from the acts below)";
+/* cslim_xform_layer_observed with the statistics (and samples) of the CPU pass transforms layer
+ * `li` exactly as cslim_xform_layer does */
+static void observed_matches(cslim_model *m, const cslim_quant_params *p, cslim_acts *a, int li) {
   cslim_xform *xa, *xb;
-  assert_int_equal(cslim_xform_create(m, &p, &xa), CSLIM_OK);
-  assert_int_equal(cslim_xform_create(m, &p, &xb), CSLIM_OK);
-  assert_true(cslim_xform_stats_only(xa));
-  int32_t ids[96];
-  for (int i = 0; i < 96; i++) ids[i] = (i * 37 + 11) % 4000;
-  int lens[2] = {60, 36};
-  cslim_acts *a;
-  assert_int_equal(cslim_acts_embed(m, ids, lens, 2, &a), CSLIM_OK);
-  assert_int_equal(cslim_xform_acts(xa, a), CSLIM_OK);
+  assert_int_equal(cslim_xform_create(m, p, &xa), CSLIM_OK);
+  assert_int_equal(cslim_xform_create(m, p, &xb), CSLIM_OK);
+  assert_true(cslim_xform_observable(xa));
   cslim_layer *la, *lb;
-  assert_int_equal(cslim_layer_load(m, 1, &la), CSLIM_OK);
-  assert_int_equal(cslim_layer_load(m, 1, &lb), CSLIM_OK);
+  assert_int_equal(cslim_layer_load(m, li, &la), CSLIM_OK);
+  assert_int_equal(cslim_layer_load(m, li, &lb), CSLIM_OK);
   assert_int_equal(cslim_xform_layer(xa, la, a), CSLIM_OK);
-  obs_ctx oc = {m, a, NULL, 0};
-  assert_int_equal(cslim_xform_layer_observed(xb, lb, observe_on_cpu, &oc), CSLIM_OK);
+  obs_ctx oc = {m, a, NULL, 0, NULL, NULL, 0};
+  assert_int_equal(cslim_xform_layer_observed(xb, lb, a, observe_on_cpu, &oc), CSLIM_OK);
   const int H = m->cfg.text.hidden_size;
   same_floats(la->input_norm, lb->input_norm, (size_t)H, "input_layernorm");
   same_floats(la->post_norm, lb->post_norm, (size_t)H, "post_attention_layernorm");
   same_floats(la->input_norm_b, lb->input_norm_b, (size_t)H, "input_layernorm.bias");
-  assert_non_null(la->input_norm_b); /* m4 shifts the norm subgraphs */
+  /* the smoothing changed the layer: the norm no longer the checkpoint's */
+  cslim_layer *l0;
+  assert_int_equal(cslim_layer_load(m, li, &l0), CSLIM_OK);
+  assert_true(memcmp(l0->input_norm, la->input_norm, (size_t)H * sizeof(float)) != 0);
+  cslim_layer_free(m, l0);
   cslim_linear *A[7] = {&la->q, &la->k, &la->v, &la->o, &la->gate, &la->up, &la->down};
   cslim_linear *B[7] = {&lb->q, &lb->k, &lb->v, &lb->o, &lb->gate, &lb->up, &lb->down};
   for (int i = 0; i < 7; i++) {
@@ -86,14 +88,52 @@ static void test_observed_statistics(void **s) {
   cslim_layer_free(m, lb);
   cslim_xform_free(xa);
   cslim_xform_free(xb);
-  /* a method that needs samples is refused on this route, naming it */
-  p.rot = 0;
+}
+
+/* the GPU engine's route: QuaRot + m4 (with its shift), m2 (a search over samples, its shift in the
+ * biases), m6 with fewer sample rows than the set has, on tiny-qwen3; every expert's up-down
+ * smoothing is refused there, naming the method */
+static void test_observed_statistics(void **s) {
+  (void)s;
+  cslim_model *m;
+  assert_int_equal(cslim_model_open(tu_fixture("models/tiny-qwen3"), &m), CSLIM_OK);
+  cslim_quant_params p;
+  cslim_quant_params_default(&p);
+  p.calib_data = "(statistics from the acts below)";
+  int32_t ids[96];
+  for (int i = 0; i < 96; i++) ids[i] = (i * 37 + 11) % 4000;
+  int lens[2] = {60, 36};
+  cslim_acts *a;
+  assert_int_equal(cslim_acts_embed(m, ids, lens, 2, &a), CSLIM_OK);
+  p.anti_method = CSLIM_ANTI_M4;
+  p.rot = 1;
+  cslim_xform *xr;
+  assert_int_equal(cslim_xform_create(m, &p, &xr), CSLIM_OK);
+  assert_int_equal(cslim_xform_acts(xr, a), CSLIM_OK); /* the rows as the rotated model sees them */
+  cslim_xform_free(xr);
+  observed_matches(m, &p, a, 1);
   p.anti_method = CSLIM_ANTI_M2;
+  observed_matches(m, &p, a, 0);
+  p.anti_method = CSLIM_ANTI_M6;
+  p.anti_tokens = 50; /* fewer than the 96 rows: the samples are the first 50 */
+  observed_matches(m, &p, a, 2);
+  cslim_acts_free(a);
+  cslim_model_close(m);
+
+  assert_int_equal(cslim_model_open(tu_fixture("models/tiny-qwen3-moe"), &m), CSLIM_OK);
+  cslim_quant_params_default(&p);
+  p.calib_data = "(statistics from the acts below)";
+  p.anti_method = CSLIM_ANTI_M4;
+  p.anti_experts = 1;
+  assert_int_equal(cslim_acts_embed(m, ids, lens, 2, &a), CSLIM_OK);
+  cslim_xform *xa;
   assert_int_equal(cslim_xform_create(m, &p, &xa), CSLIM_OK);
-  assert_false(cslim_xform_stats_only(xa));
+  assert_false(cslim_xform_observable(xa));
+  cslim_layer *la;
   assert_int_equal(cslim_layer_load(m, 0, &la), CSLIM_OK);
-  assert_int_equal(cslim_xform_layer_observed(xa, la, observe_on_cpu, &oc), CSLIM_ERR_UNSUPPORTED);
-  assert_non_null(strstr(cslim_errmsg(), "m2"));
+  obs_ctx oc = {m, a, NULL, 0, NULL, NULL, 0};
+  assert_int_equal(cslim_xform_layer_observed(xa, la, a, observe_on_cpu, &oc), CSLIM_ERR_UNSUPPORTED);
+  assert_errmsg_contains("every expert's up-down");
   cslim_xform_layer_done(xa);
   cslim_layer_free(m, la);
   cslim_xform_free(xa);

@@ -140,8 +140,10 @@ typedef struct ctx {
   slot *s; // [n_slots]
   int n_slots, n_groups, is_moe;
   buf chan; // per-channel min / max of groups 0..3: [4][2][max width]
+  buf samp; // the channel pass's first rows of groups 0..3 (m2 / m6 searches): [4][samp_cap][chan_w]
   buf ssz;  // SSZ's per-row state
   size_t chan_w;
+  int samp_cap; // rows kept per group in this pass: min(rows asked, this device's rows); 0: none
   buf stats, hist, tmp; // stats: min [groups] f32, max [groups] f32, sum [groups] f64, sum of squares [groups] f64
   // the MoE block over all rows: normed input, output, router logits, top-k; a wave's expert rows; the plan
   buf xa, mo, logits, sel, wts, xe, eg, eu, ye, tab;
@@ -931,6 +933,15 @@ static int observe(int pass, int group, const float *x, size_t n, cslim_gpu_hist
   return 0;
 }
 
+// the channel pass keeps the first samp_cap rows of each group's input (this device's rows r0.. of x)
+static int keep_sample(int pass, int group, int r0, const float *x, int rows) {
+  if (pass != CSLIM_GPU_PASS_CHANNELS || r0 >= G.samp_cap) return 0;
+  const int w = group_width(group), n = G.samp_cap - r0 < rows ? G.samp_cap - r0 : rows;
+  float *dst = F(G.samp) + ((size_t)group * G.samp_cap + (size_t)r0) * G.chan_w;
+  CK(cudaMemcpy2DAsync(dst, G.chan_w * 4, x, (size_t)w * 4, (size_t)w * 4, (size_t)n, cudaMemcpyDeviceToDevice, G.st));
+  return 0;
+}
+
 // attention of a group of whole sequences s0..s1-1 on the stream hb (the float passes: a copy)
 static int attn_rows(int pass, int s0, int s1, float *hb, cslim_gpu_hist *hist) {
   const int H = G.d.hidden, D = G.d.head_dim, nh = G.d.n_heads, nkv = G.d.n_kv_heads;
@@ -940,6 +951,7 @@ static int attn_rows(int pass, int s0, int s1, float *hb, cslim_gpu_hist *hist) 
   const float *cs = F(G.cos_t) + (size_t)r0 * (D / 2), *sn = F(G.sin_t) + (size_t)r0 * (D / 2);
   rmsnorm(h, rows, H, F(G.norm[0]), G.has_norm_b[0] ? F(G.norm[1]) : NULL, G.d.eps, F(G.xn));
   TRY(observe(pass, 0, F(G.xn), nH, hist));
+  TRY(keep_sample(pass, 0, r0, F(G.xn), rows));
   TRY(linear(0, quant, F(G.xn), rows, F(G.q)));
   TRY(linear(1, quant, F(G.xn), rows, F(G.k)));
   TRY(linear(2, quant, F(G.xn), rows, F(G.v)));
@@ -958,6 +970,7 @@ static int attn_rows(int pass, int s0, int s1, float *hb, cslim_gpu_hist *hist) 
     s = e;
   }
   TRY(observe(pass, 1, F(G.ctx), (size_t)rows * nh * D, hist));
+  TRY(keep_sample(pass, 1, r0, F(G.ctx), rows));
   TRY(linear(3, quant, F(G.ctx), rows, F(G.o)));
   k_add<<<grid_for(nH), 256, 0, G.st>>>(h, F(G.o), nH);
   return 0;
@@ -970,10 +983,12 @@ static int mlp_rows(int pass, int r0, int rows, float *hb, cslim_gpu_hist *hist)
   float *h = hb + (size_t)r0 * H;
   rmsnorm(h, rows, H, F(G.norm[2]), G.has_norm_b[1] ? F(G.norm[3]) : NULL, G.d.eps, F(G.xn));
   TRY(observe(pass, 2, F(G.xn), nH, hist));
+  TRY(keep_sample(pass, 2, r0, F(G.xn), rows));
   TRY(linear(4, quant, F(G.xn), rows, F(G.g)));
   TRY(linear(5, quant, F(G.xn), rows, F(G.u)));
   k_silu_mul<<<grid_for((size_t)rows * NI), 256, 0, G.st>>>(F(G.g), F(G.u), (size_t)rows * NI);
   TRY(observe(pass, 3, F(G.g), (size_t)rows * NI, hist));
+  TRY(keep_sample(pass, 3, r0, F(G.g), rows));
   if (quant) { // the float passes need nothing after down_proj's input
     TRY(linear(6, quant, F(G.g), rows, F(G.o)));
     k_add<<<grid_for(nH), 256, 0, G.st>>>(h, F(G.o), nH);
@@ -1385,7 +1400,7 @@ static void dev_end(float *h) {
   buf *all[] = {&G.h,  &G.cos_t, &G.sin_t, &G.hs,    &G.xn,  &G.q,   &G.k,    &G.v,   &G.ctx, &G.o,
                 &G.g,  &G.u,     &G.S,     &G.aptr, &G.xq,    &G.acc, &G.rs,  &G.xb,   &G.stats, &G.hist, &G.tmp,
                 &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.xe,  &G.eg,   &G.eu,  &G.ye,  &G.tab, &G.chan, &G.ssz,
-                &G.wt, &G.ds};
+                &G.wt, &G.ds,  &G.samp};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
   for (int i = 0; i < 6; i++) drop(&G.norm[i]);
   for (int i = 0; G.s && i < G.n_slots; i++) {
@@ -1679,11 +1694,13 @@ static int dev_expert_on_all(void *p) {
 }
 
 static int dev_channel_pass(void *p) {
-  (void)p;
+  const int cap = ((pass_arg *)p)->e; // sample rows wanted per group
   size_t w = 0;
   for (int g = 0; g < 4; g++) w = (size_t)group_width(g) > w ? (size_t)group_width(g) : w;
   TRY(grow(&G.chan, 4 * 2 * w * 4));
   G.chan_w = w;
+  G.samp_cap = cap < G.total ? cap : G.total;
+  if (G.samp_cap > 0) TRY(grow(&G.samp, 4 * (size_t)G.samp_cap * w * 4));
   for (int g = 0; g < 4; g++) {
     k_fill<<<grid_for(w), 256, 0, G.st>>>(F(G.chan) + (size_t)g * 2 * w, w, INFINITY);
     k_fill<<<grid_for(w), 256, 0, G.st>>>(F(G.chan) + (size_t)g * 2 * w + w, w, -INFINITY);
@@ -1691,16 +1708,22 @@ static int dev_channel_pass(void *p) {
   return run_layer(CSLIM_GPU_PASS_CHANNELS, NULL, NULL);
 }
 
-// every device on its rows; min / max combined here (exact in any order)
-static int api_channel_pass(float *const *mn, float *const *mx) {
+// every device on its rows; min / max combined here (exact in any order); the samples are the first
+// rows of the whole set, so device 0's, then device 1's, ... up to cap
+static int api_channel_pass(float *const *mn, float *const *mx, float *const *sample, int *sample_rows, int cap) {
   pass_arg args[MAX_DEV];
+  int want = 0;
+  for (int g = 0; sample && g < 4; g++) want |= sample[g] != NULL;
+  for (int i = 0; i < g_ndev; i++) args[i] = {0, NULL, NULL, want ? cap : 0};
   TRY(parallel(dev_channel_pass, args, sizeof args[0]));
+  int taken = 0;
   for (int i = 0; i < g_ndev; i++) {
     use(i);
     const size_t w = G.chan_w;
     float *c = (float *)malloc(4 * 2 * w * 4);
     if (!c) return fail("out of memory");
-    if (cudaMemcpy(c, G.chan.p, 4 * 2 * w * 4, cudaMemcpyDeviceToHost) != cudaSuccess) {
+    if (cudaMemcpyAsync(c, G.chan.p, 4 * 2 * w * 4, cudaMemcpyDeviceToHost, G.st) != cudaSuccess ||
+        cudaStreamSynchronize(G.st) != cudaSuccess) {
       free(c);
       return fail("copying channel statistics back");
     }
@@ -1713,7 +1736,17 @@ static int api_channel_pass(float *const *mn, float *const *mx) {
       }
     }
     free(c);
+    const int rows = want && taken < cap ? (cap - taken < G.samp_cap ? cap - taken : G.samp_cap) : 0;
+    for (int g = 0; g < 4 && rows > 0; g++) {
+      if (!sample[g]) continue;
+      const size_t n = (size_t)group_width(g);
+      CK(cudaMemcpy2DAsync(sample[g] + (size_t)taken * n, n * 4, F(G.samp) + (size_t)g * G.samp_cap * w, w * 4,
+                           n * 4, (size_t)rows, cudaMemcpyDeviceToHost, G.st));
+    }
+    CK(cudaStreamSynchronize(G.st));
+    taken += rows;
   }
+  for (int g = 0; sample_rows && g < 4; g++) sample_rows[g] = sample && sample[g] ? taken : 0;
   use(0);
   return 0;
 }

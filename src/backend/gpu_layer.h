@@ -91,8 +91,11 @@ typedef struct cslim_gpu_layer_api {
    * layer, 5 + 2 E for a MoE one. tokens[E]: rows routed to each expert (STATS, MoE), or NULL. */
   int (*float_pass)(int pass, cslim_gpu_stats *st, cslim_gpu_hist *h, int *tokens);
   /* Float pass collecting per-channel min and max of the inputs of groups 0..3 (q/k/v, o, gate/up,
-   * down; a MoE layer's block is not run): mn[g], mx[g] host arrays of the group's width, or NULL. */
-  int (*channel_pass)(float *const *mn, float *const *mx);
+   * down; a MoE layer's block is not run): mn[g], mx[g] host arrays of the group's width, or NULL.
+   * With sample (NULL: none), sample[g] (host, cap rows of the group's width, or NULL) gets the
+   * group's input on the first rows of the calibration set, at most cap; sample_rows[g] how many
+   * (the m2 / m6 searches' samples, as the CPU's statistics pass keeps them). */
+  int (*channel_pass)(float *const *mn, float *const *mx, float *const *sample, int *sample_rows, int cap);
   /* MoE, after float_pass(STATS): expert e run in float on every row of the block's input,
    * st[0] its gate/up input, st[1] its down input (for experts that saw too few tokens) */
   int (*expert_on_all)(int e, cslim_gpu_stats *st);
@@ -118,7 +121,7 @@ typedef struct cslim_gpu_layer_api {
   int (*memory)(size_t *now, size_t *peak);
 } cslim_gpu_layer_api;
 
-#define CSLIM_GPU_LAYER_API 6
+#define CSLIM_GPU_LAYER_API 7
 
 /* The module's entry point (dlsym'ed by src/backend/device.c). */
 const cslim_gpu_layer_api *cslim_cuda_layer_api(void);

@@ -1180,7 +1180,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     if (!rc && c.gpu && !xf) rc = cslim_gpu_calib_upload(m, c.layer);
     rep->t_read += cslim_now() - t0;
     t0 = cslim_now();
-    if (!rc && c.gpu && xf) rc = cslim_gpu_calib_transform(m, xf, c.layer); /* statistics from the GPU */
+    if (!rc && c.gpu && xf) rc = cslim_gpu_calib_transform(m, xf, c.layer, a); /* statistics from the GPU */
     else if (!rc) rc = cslim_xform_layer(xf, c.layer, anti ? anti : a);
     rep->t_transform += cslim_now() - t0;
     int E = t->num_experts;

@@ -20,15 +20,6 @@ static const char *const g_linears[CSLIM_GPU_DENSE_SLOTS] = {"self_attn.q_proj",
                                                        "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                                                        "mlp.down_proj"};
 
-/* Routes written while no GPU could be lent to run them (image samples' deepstack rows, the Hub's
- * fused [E, H, 2I] experts, W8A8S codes quantized on the host): taken only with CSLIM_GPU_NEW=1,
- * which bench/gpu_parity.sh sets, until its parity cases have passed on a device; otherwise those
- * runs keep the CPU path. */
-static int new_routes(void) {
-  const char *e = getenv("CSLIM_GPU_NEW");
-  return e && *e == '1';
-}
-
 static int gpu_dtype(cslim_dtype t) { return t == CSLIM_BF16 ? CSLIM_GPU_BF16 : t == CSLIM_F16 ? CSLIM_GPU_F16 : CSLIM_GPU_F32; }
 
 const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
@@ -37,15 +28,12 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
   const cslim_text_config *t = &m->cfg.text;
   if (!eng()) return "no GPU layer engine";
   if (has_anti) return "a separate smoothing set (--anti_data) runs on the CPU";
-  if (!cslim_xform_stats_only(xf)) {
-    snprintf(why, sizeof why, "--anti_method %s%s searches over activation samples on the CPU",
-             cslim_anti_method_name(p->anti_method), p->anti_experts ? " with every expert's up-down" : "");
+  if (!cslim_xform_observable(xf)) {
+    snprintf(why, sizeof why, "--anti_method %s with every expert's up-down gathers expert statistics on the CPU",
+             cslim_anti_method_name(p->anti_method));
     return why;
   }
   if (!a) return "no calibration rows";
-  if (a->visual && !new_routes()) return "image samples run on the CPU";
-  if (!xf && m->fused_experts && !m->fused_transposed && !new_routes())
-    return "fused [E, H, 2I] expert tensors run on the CPU";
   for (int l = 0; l < t->num_layers; l++) {
     const int moe = cslim_layer_is_moe(t, l), n = moe ? 5 + 3 * t->num_experts : CSLIM_GPU_DENSE_SLOTS;
     for (int s = 0; s < n; s++) {
@@ -70,7 +58,7 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
       cslim_qtype q = cslim_quant_plan_linear(p, name);
       if (q == CSLIM_QT_FLOAT) continue;
       int ok = q == CSLIM_QT_W8A8 || q == CSLIM_QT_W8A8_DYNAMIC || q == CSLIM_QT_W8A8_MIX || q == CSLIM_QT_W8A16 ||
-               (q == CSLIM_QT_W4A8_DYNAMIC && p->group_size == 0) || (q == CSLIM_QT_W8A8S && new_routes());
+               (q == CSLIM_QT_W4A8_DYNAMIC && p->group_size == 0) || q == CSLIM_QT_W8A8S;
       if (!ok) {
         snprintf(why, sizeof why, "%s: %s weights with this method are quantized on the CPU", name,
                  cslim_scheme_get(q)->label);
@@ -212,8 +200,10 @@ typedef struct chan_ctx {
   cslim_model *m;
 } chan_ctx;
 
-/* cslim_xform_observer: the rotated layer's per-channel input statistics, from the GPU */
-static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *st, int n) {
+/* cslim_xform_observer: the rotated layer's per-channel input statistics (and m2 / m6's samples),
+ * from the GPU */
+static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *st, int n, float **sample,
+                                     int *sample_rows, int cap) {
   chan_ctx *c = ctx;
   cslim_status rc = upload_layer(c->m, l, 0); /* the channel pass does not run a MoE block */
   if (rc) return rc;
@@ -222,15 +212,19 @@ static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *s
     if (st[g].mn) mn[g] = st[g].mn, mx[g] = st[g].mx;
   for (int g = 4; g < n; g++)
     if (st[g].mn) return cslim_error(CSLIM_ERR_UNSUPPORTED, "layer %d: expert statistics are not gathered on the GPU", l->index);
-  if (eng()->channel_pass(mn, mx)) return engine_error("the statistics pass");
+  float *smp[4] = {0};
+  int srows[4] = {0};
+  for (int g = 0; sample && g < 4 && g < n; g++) smp[g] = sample[g];
+  if (eng()->channel_pass(mn, mx, sample ? smp : NULL, srows, cap)) return engine_error("the statistics pass");
+  for (int g = 0; sample && g < 4 && g < n; g++) sample_rows[g] = smp[g] ? srows[g] : 0;
   for (int g = 0; g < 4 && g < n; g++)
     if (st[g].mn) st[g].rows += g_rows;
   return CSLIM_OK;
 }
 
-cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l) {
+cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l, cslim_acts *a) {
   chan_ctx c = {m};
-  cslim_status rc = cslim_xform_layer_observed(xf, l, observe_channels, &c);
+  cslim_status rc = cslim_xform_layer_observed(xf, l, a, observe_channels, &c);
   return rc ? rc : cslim_gpu_calib_upload(m, l);
 }
 

@@ -26,9 +26,10 @@ cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, 
 void cslim_gpu_calib_end(cslim_model *m);
 /* Upload layer l's norms and weights (once). */
 cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l);
-/* With transforms: rotate / smooth layer l on the host (the smoothing's per-channel statistics
- * from the GPU), then upload it (float32). */
-cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l);
+/* With transforms: rotate / smooth layer l on the host (the smoothing's per-channel statistics, and
+ * m2 / m6's samples, from the GPU; a: the calibration rows, for their positions), then upload it
+ * (float32). */
+cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l, cslim_acts *a);
 /* Float pass: hist 0 updates the observers' min, max and moments (and adds
  * each expert's rows to tokens[E]); hist 1 the histograms of those with one
  * begun. obs[n_groups] as calibrate.c numbers its groups (kind, or 5 + 2e + down). */

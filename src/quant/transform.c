@@ -288,7 +288,12 @@ static cslim_status stats_pass(cslim_xform *x, cslim_layer *l, cslim_acts *a, cs
     for (int e = 0; e < E && !rc; e++) rc = cslim_chstats_init(&x->st[gidx(CSLIM_IN_DOWN, e)], t->moe_intermediate_size);
   }
   if (rc) return rc;
-  if (observe) return observe(octx, l, x->st, x->n_groups);
+  if (observe) { /* the observer fills the statistics, and the samples of the groups that have statistics */
+    for (int g = 0; x->want_sample && g < x->n_groups && g <= CSLIM_IN_DOWN; g++)
+      if (x->st[g].mn && !(x->sample[g] = malloc((size_t)x->sample_cap * (size_t)x->st[g].n * sizeof(float))))
+        return cslim_error(CSLIM_ERR_NOMEM, "out of memory for the smoothing samples");
+    return observe(octx, l, x->st, x->n_groups, x->want_sample ? x->sample : NULL, x->sample_rows, x->sample_cap);
+  }
   cslim_hooks h = {x, stats_hook, NULL};
   return cslim_layer_observe(x->m, l, a, &h);
 }
@@ -502,8 +507,8 @@ static void free_stats(cslim_xform *x) {
   x->n_groups = 0;
 }
 
-int cslim_xform_stats_only(const cslim_xform *x) {
-  return !x || x->anti == CSLIM_ANTI_NONE || ((x->anti == CSLIM_ANTI_M1 || x->anti == CSLIM_ANTI_M4) && !x->experts);
+int cslim_xform_observable(const cslim_xform *x) {
+  return !x || x->anti == CSLIM_ANTI_NONE || !x->experts || x->m->cfg.text.num_experts <= 0;
 }
 
 static cslim_status xform_layer(cslim_xform *x, cslim_layer *l, cslim_acts *stats, cslim_xform_observer observe,
@@ -514,9 +519,9 @@ static cslim_status xform_layer(cslim_xform *x, cslim_layer *l, cslim_acts *stat
   x->m->on_convert = on_expert;
   x->m->on_convert_ctx = x;
   cslim_status rc = CSLIM_OK;
-  if (observe && !cslim_xform_stats_only(x))
-    rc = cslim_error(CSLIM_ERR_UNSUPPORTED, "--anti_method %s needs activation samples: not from the GPU engine",
-                     cslim_anti_method_name(x->anti));
+  if (observe && !cslim_xform_observable(x))
+    rc = cslim_error(CSLIM_ERR_UNSUPPORTED, "--anti_method %s with every expert's up-down: its statistics are not "
+                     "gathered by the GPU engine", cslim_anti_method_name(x->anti));
   if (!rc && x->R) rc = rotate_layer(x, l);
   if (!rc && x->anti != CSLIM_ANTI_NONE && (stats || observe)) {
     x->acts = stats;
@@ -532,8 +537,9 @@ cslim_status cslim_xform_layer(cslim_xform *x, cslim_layer *l, cslim_acts *stats
   return xform_layer(x, l, stats, NULL, NULL);
 }
 
-cslim_status cslim_xform_layer_observed(cslim_xform *x, cslim_layer *l, cslim_xform_observer observe, void *ctx) {
-  return xform_layer(x, l, NULL, observe, ctx);
+cslim_status cslim_xform_layer_observed(cslim_xform *x, cslim_layer *l, cslim_acts *rows, cslim_xform_observer observe,
+                                       void *ctx) {
+  return xform_layer(x, l, rows, observe, ctx);
 }
 
 void cslim_xform_layer_done(cslim_xform *x) {
