@@ -10,7 +10,9 @@
 # GEMMs: gate/up in the float pass, gate/up/down in the quantized one); DEV=cuda:0,1 on several GPUs.
 # PRESET=qwen3-vl-30b-a3b: the same text model with the Hub's fused experts (calibrated on text; its
 # vision tower is copied; the experts are transposed on the GPU). EXTRA="--anti_method m6" adds
-# flags to every run (then the TFLOP/s count the forward's GEMMs only, not the smoothing's search).
+# flags to every run (then the TFLOP/s count the forward's GEMMs only, not the smoothing's search);
+# QFLAGS="--model_type Qwen3-30B --config_path recipes/default/default-w8a8.yaml" replaces the
+# default "--quant_type w8a8" (a recipe's run).
 set -u
 B=${1:-build}
 FX=${2:-../shared/fixtures}
@@ -56,7 +58,7 @@ flops=$(calc "$L * (2 * $TOK * (2 * ($H * ($Q + 2 * $KV) + $Q * $H) + $mlp) + 2 
 for G in $GEMMS; do
   rm -rf "$W/out"
   echo "== --gpu_gemm $G (page cache: $(drop))"
-  /usr/bin/time -f "wall %e s, max RSS %M KB" "$B/cslim" quant --model_path "$M" --save_path "$W/out" --quant_type w8a8 \
+  /usr/bin/time -f "wall %e s, max RSS %M KB" "$B/cslim" quant --model_path "$M" --save_path "$W/out" ${QFLAGS:---quant_type w8a8} \
     --calib_data "$W/calib.jsonl" --calib_seq_len 512 --holdout 0 --device "${DEV:-cuda}" --gpu_gemm "$G" ${EXTRA:-} >"$W/log-$G" 2>&1 ||
     { tail -3 "$W/log-$G"; exit 1; }
   grep -E "calibration:|device:|transforms:|time |wall" "$W/log-$G"

@@ -9,8 +9,8 @@
 # tiny-qwen3-moe (W8A8 min-max and histogram, every expert calibrated on all tokens, W8A8_DYNAMIC,
 # W8A16, W4A8 SSZ, one expert kept float, the experts split into many waves), with m1 / m4
 # smoothing and QuaRot (statistics on the GPU, weights transformed on the host), m2 / m6 (their
-# samples from the GPU, the searches on the host) and the default recipe (iter_smooth; on the MoE
-# model, whose every expert's up-down it smooths, the CPU path with its float GEMMs on the GPU). tiny-qwen3-vl calibrates on the images of IMAGES (default
+# samples from the GPU, m6's search on the GPU, m2's on the host) and the default recipe
+# (iter_smooth; on the MoE model every expert's up-down, its statistics from the GPU's MoE block). tiny-qwen3-vl calibrates on the images of IMAGES (default
 # FIXTURES_DIR/../calib/images: the deepstack features added on the GPU), and a Qwen3-VL-MoE made
 # from it (bench/vl_moe_model: the Hub's fused [E, H, 2I] experts, transposed on the GPU) on text and
 # on images, and W8A8S (the sparse quantizer on the host, its codes uploaded). With fp32 GEMMs every case
@@ -64,12 +64,15 @@ run_case dense-w8a8-m2 tiny-qwen3 --quant_type w8a8 --anti_method m2
 run_case dense-w8a8-m6 tiny-qwen3 --quant_type w8a8 --anti_method m6
 run_case dense-w8a8-rot-m2 tiny-qwen3 --quant_type w8a8 --rot True --anti_method m2
 run_case dense-recipe-default tiny-qwen3 --model_type Qwen3-8B --config_path recipes/default/default-w8a8.yaml
+# a separate smoothing set: the CPU path, its float GEMMs on the GPU
+ROUTE="float GEMMs only" run_case dense-w8a8-m4-anti-data tiny-qwen3 --quant_type w8a8 --anti_method m4 \
+  --anti_data data/calib/qwen3-moe_anti_prompt_50.json
 run_case moe-w8a8 tiny-qwen3-moe --quant_type w8a8
 run_case moe-w8a8-rot-m4 tiny-qwen3-moe --quant_type w8a8 --rot True --anti_method m4
 run_case moe-w8a8-m2 tiny-qwen3-moe --quant_type w8a8 --anti_method m2
 run_case moe-w8a8-m6 tiny-qwen3-moe --quant_type w8a8 --anti_method m6
-# iter_smooth as v1 runs it smooths every expert's up -> down: statistics the engine does not gather
-ROUTE="float GEMMs only" run_case moe-recipe-default tiny-qwen3-moe --model_type Qwen3-30B --config_path recipes/default/default-w8a8.yaml
+# iter_smooth as v1 runs it smooths every expert's up -> down (per-channel expert statistics from the MoE block)
+run_case moe-recipe-default tiny-qwen3-moe --model_type Qwen3-30B --config_path recipes/default/default-w8a8.yaml
 run_case moe-w8a8-hist tiny-qwen3-moe --quant_type w8a8 --act_method 2
 run_case moe-w8a8-all-tokens tiny-qwen3-moe --quant_type w8a8 --expert_min_tokens 100000
 run_case moe-w8a8-dynamic tiny-qwen3-moe --quant_type w8a8_dynamic
@@ -89,4 +92,7 @@ case " ${CASES:-vl-moe} " in *" vl-moe"*)
 esac
 run_case vl-moe-w8a8 "$T/tiny-qwen3-vl-moe" --quant_type w8a8
 CAL=$IMAGES run_case vl-moe-w8a8-images "$T/tiny-qwen3-vl-moe" --quant_type w8a8 --act_method 2
+# the Qwen3-VL-MoE best practice: QuaRot (32-blocks), iter_smooth with every expert's up-down, images
+CAL=$IMAGES run_case vl-moe-recipe "$T/tiny-qwen3-vl-moe" --model_type Qwen3-VL-30B-A3B \
+  --config_path recipes/qwen3_vl_moe/qwen3_vl_moe_w8a8.yaml
 exit $rc

@@ -14,6 +14,7 @@
 // CPU's bit for bit; tf32 / bf16 GEMMs (cuBLAS, tensor cores) trade that for
 // speed. Built only with -DCSLIM_CUDA=ON.
 #include "gpu_layer.h"
+#include "cuda_flex.cuh"
 #include "gemm_ordered.cuh"
 #include "model/repro.h"
 #include "model/routing.h"
@@ -141,6 +142,7 @@ typedef struct ctx {
   int n_slots, n_groups, is_moe;
   buf chan; // per-channel min / max of groups 0..3: [4][2][max width]
   buf samp; // the channel pass's first rows of groups 0..3 (m2 / m6 searches): [4][samp_cap][chan_w]
+  buf echan; // the channel pass's per-channel min / max of each expert's down input: [E][2][moe_inter] (or none)
   buf ssz;  // SSZ's per-row state
   size_t chan_w;
   int samp_cap; // rows kept per group in this pass: min(rows asked, this device's rows); 0: none
@@ -150,6 +152,9 @@ typedef struct ctx {
   moe_plan m;
   buf wt; // a transposed weight as it arrives (set_weight)
   buf ds; // deepstack rows and features (add_rows)
+  // m6's search (device 0): X, W, their fake-quantized scaled copies, the product, the reference, s, row errors
+  buf fx, fw, fxs, fws, fy, fref, fs, ferr;
+  int f_rows, f_n, f_out;
 } ctx;
 
 #define MAX_DEV 16
@@ -455,6 +460,23 @@ __global__ void k_chstats(const float *x, int rows, int n, float *mn, float *mx)
   }
   atomic_min_f(&mn[c], a);
   atomic_max_f(&mx[c], b);
+}
+
+// per-channel min / max of each expert's rows of a wave (segment blockIdx.y; rows split over blockIdx.z) into
+// mn = out + e * 2 * width, mx = mn + width
+__global__ void k_chstats_experts(const float *x, int width, const moe_seg *segs, float *out) {
+  const moe_seg sg = segs[blockIdx.y];
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= width) return;
+  float a = INFINITY, b = -INFINITY;
+  for (int r = blockIdx.z; r < sg.n; r += gridDim.z) {
+    const float v = x[(size_t)(sg.row0 + r) * width + c];
+    a = v < a ? v : a;
+    b = v > b ? v : b;
+  }
+  float *mn = out + (size_t)sg.e * 2 * width;
+  atomic_min_f(&mn[c], a);
+  atomic_max_f(&mn[width + c], b);
 }
 
 __global__ void k_fill(float *p, size_t n, float v) {
@@ -1159,9 +1181,15 @@ static int plan_experts(int pass, const cslim_gpu_hist *hist) {
 
 // the observers of a wave's experts: input `which` (0 gate/up, 1 down) of each, x [rows, width]
 static void observe_experts(int pass, const moe_wave *w, int which, const float *x, int width) {
-  if (pass < 0 || pass == CSLIM_GPU_PASS_CHANNELS) return;
+  if (pass < 0) return;
   dim3 grid(32, (unsigned)(w->s1 - w->s0));
   const moe_seg *segs = G.m.d_segs + w->s0;
+  if (pass == CSLIM_GPU_PASS_CHANNELS) { // each expert's down input, per channel (every expert's up-down smoothing)
+    if (which == 1 && G.echan.p)
+      k_chstats_experts<<<dim3((unsigned)((width + 255) / 256), (unsigned)(w->s1 - w->s0), 8), 256, 0, G.st>>>(
+          x, width, segs, F(G.echan));
+    return;
+  }
   if (pass == CSLIM_GPU_PASS_STATS) {
     const int ng = G.n_groups;
     float *f = (float *)G.stats.p;
@@ -1266,8 +1294,8 @@ static int run_layer(int pass, cslim_gpu_hist *hist, int *tokens) {
     TRY(attn_rows(pass, s0, s1, hb, hist));
     s0 = s1;
   }
-  if (G.is_moe) {
-    if (pass != CSLIM_GPU_PASS_CHANNELS) TRY(moe_rows(pass, hb, hist, tokens)); // no channel statistics there
+  if (G.is_moe) { // the channel pass runs the block only for the experts' statistics
+    if (pass != CSLIM_GPU_PASS_CHANNELS || G.echan.p) TRY(moe_rows(pass, hb, hist, tokens));
   } else {
     for (int r0 = 0; r0 < G.total; r0 += G.R) TRY(mlp_rows(pass, r0, G.total - r0 < G.R ? G.total - r0 : G.R, hb, hist));
   }
@@ -1400,7 +1428,7 @@ static void dev_end(float *h) {
   buf *all[] = {&G.h,  &G.cos_t, &G.sin_t, &G.hs,    &G.xn,  &G.q,   &G.k,    &G.v,   &G.ctx, &G.o,
                 &G.g,  &G.u,     &G.S,     &G.aptr, &G.xq,    &G.acc, &G.rs,  &G.xb,   &G.stats, &G.hist, &G.tmp,
                 &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.xe,  &G.eg,   &G.eu,  &G.ye,  &G.tab, &G.chan, &G.ssz,
-                &G.wt, &G.ds,  &G.samp};
+                &G.wt, &G.ds,  &G.samp, &G.fx, &G.fw, &G.fxs, &G.fws, &G.fy, &G.fref, &G.fs, &G.ferr, &G.echan};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
   for (int i = 0; i < 6; i++) drop(&G.norm[i]);
   for (int i = 0; G.s && i < G.n_slots; i++) {
@@ -1694,7 +1722,18 @@ static int dev_expert_on_all(void *p) {
 }
 
 static int dev_channel_pass(void *p) {
-  const int cap = ((pass_arg *)p)->e; // sample rows wanted per group
+  const pass_arg *a = (const pass_arg *)p; // pass: 1 for the experts' statistics too; e: sample rows per group
+  const int cap = a->e;
+  drop(&G.echan);
+  if (a->pass && G.is_moe) { // the experts' down inputs too
+    const size_t ne = (size_t)G.d.n_experts * 2 * G.d.moe_inter;
+    TRY(grow(&G.echan, ne * 4));
+    for (int e = 0; e < G.d.n_experts; e++) {
+      k_fill<<<grid_for(G.d.moe_inter), 256, 0, G.st>>>(F(G.echan) + (size_t)e * 2 * G.d.moe_inter, G.d.moe_inter, INFINITY);
+      k_fill<<<grid_for(G.d.moe_inter), 256, 0, G.st>>>(F(G.echan) + (size_t)e * 2 * G.d.moe_inter + G.d.moe_inter,
+                                                       G.d.moe_inter, -INFINITY);
+    }
+  }
   size_t w = 0;
   for (int g = 0; g < 4; g++) w = (size_t)group_width(g) > w ? (size_t)group_width(g) : w;
   TRY(grow(&G.chan, 4 * 2 * w * 4));
@@ -1705,17 +1744,47 @@ static int dev_channel_pass(void *p) {
     k_fill<<<grid_for(w), 256, 0, G.st>>>(F(G.chan) + (size_t)g * 2 * w, w, INFINITY);
     k_fill<<<grid_for(w), 256, 0, G.st>>>(F(G.chan) + (size_t)g * 2 * w + w, w, -INFINITY);
   }
-  return run_layer(CSLIM_GPU_PASS_CHANNELS, NULL, NULL);
+  return run_layer(CSLIM_GPU_PASS_CHANNELS, NULL, a->tokens);
 }
 
 // every device on its rows; min / max combined here (exact in any order); the samples are the first
 // rows of the whole set, so device 0's, then device 1's, ... up to cap
-static int api_channel_pass(float *const *mn, float *const *mx, float *const *sample, int *sample_rows, int cap) {
+static int api_channel_pass(float *const *mn, float *const *mx, float *const *sample, int *sample_rows, int cap,
+                            float *const *emn, float *const *emx, int *tokens) {
   pass_arg args[MAX_DEV];
-  int want = 0;
+  int want = 0, experts = emn && emx && g_ctx[0].is_moe;
+  const int E = g_ctx[0].d.n_experts, NI = g_ctx[0].d.moe_inter;
   for (int g = 0; sample && g < 4; g++) want |= sample[g] != NULL;
-  for (int i = 0; i < g_ndev; i++) args[i] = {0, NULL, NULL, want ? cap : 0};
-  TRY(parallel(dev_channel_pass, args, sizeof args[0]));
+  int *tok = experts ? (int *)calloc((size_t)g_ndev * E, sizeof(int)) : NULL;
+  if (experts && !tok) return fail("out of memory");
+  for (int i = 0; i < g_ndev; i++) args[i] = {experts, NULL, experts ? tok + (size_t)i * E : NULL, want ? cap : 0};
+  if (parallel(dev_channel_pass, args, sizeof args[0])) {
+    free(tok);
+    return -1;
+  }
+  if (experts) { // min / max over the devices (exact), token counts summed
+    float *c = (float *)malloc((size_t)E * 2 * NI * 4);
+    int bad = !c;
+    for (int e = 0; e < E; e++) tokens[e] = 0;
+    for (int i = 0; i < g_ndev && !bad; i++) {
+      use(i);
+      bad = cudaMemcpyAsync(c, G.echan.p, (size_t)E * 2 * NI * 4, cudaMemcpyDeviceToHost, G.st) != cudaSuccess ||
+            cudaStreamSynchronize(G.st) != cudaSuccess;
+      for (int e = 0; e < E && !bad; e++) {
+        tokens[e] += tok[(size_t)i * E + e];
+        const float *a = c + (size_t)e * 2 * NI, *b = a + NI;
+        for (int j = 0; emn[e] && j < NI; j++) {
+          if (i == 0 || a[j] < emn[e][j]) emn[e][j] = a[j];
+          if (i == 0 || b[j] > emx[e][j]) emx[e][j] = b[j];
+        }
+      }
+      drop(&G.echan);
+    }
+    free(c);
+    free(tok);
+    use(0);
+    if (bad) return fail("copying the experts' channel statistics back");
+  }
   int taken = 0;
   for (int i = 0; i < g_ndev; i++) {
     use(i);
@@ -1948,6 +2017,64 @@ static int api_add_rows(int n, const int *rows, const float *x) {
   return 0;
 }
 
+// ---- m6's search: X and W stay on device 0 while the candidates are scored ----------------------------------------
+
+static void flex_drop(void) {
+  buf *all[] = {&G.fx, &G.fw, &G.fxs, &G.fws, &G.fy, &G.fref, &G.fs, &G.ferr};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
+}
+
+static int flex_begin(const float *X, int rows, int n, const float *W, int out, double *ref_rows) {
+  const size_t nx = (size_t)rows * n, nw = (size_t)out * n, ny = (size_t)rows * out;
+  TRY(grow(&G.fx, nx * 4));
+  TRY(grow(&G.fxs, nx * 4));
+  TRY(grow(&G.fw, nw * 4));
+  TRY(grow(&G.fws, nw * 4));
+  TRY(grow(&G.fy, ny * 4));
+  TRY(grow(&G.fref, ny * 4));
+  TRY(grow(&G.fs, (size_t)n * 4));
+  TRY(grow(&G.ferr, (size_t)rows * 8));
+  G.f_rows = rows, G.f_n = n, G.f_out = out;
+  CK(cudaMemcpyAsync(G.fx.p, X, nx * 4, cudaMemcpyHostToDevice, G.st));
+  CK(cudaMemcpyAsync(G.fw.p, W, nw * 4, cudaMemcpyHostToDevice, G.st));
+  gemm_ordered_launch(G.st, 1, 1, rows, out, n, 1.0f, F(G.fx), n, 0, F(G.fw), n, 0, 1, F(G.fref), out, 0);
+  cslim_cuda_flex_err(G.st, F(G.fref), NULL, rows, out, (double *)G.ferr.p);
+  CK(cudaGetLastError());
+  CK(cudaMemcpyAsync(ref_rows, G.ferr.p, (size_t)rows * 8, cudaMemcpyDeviceToHost, G.st));
+  CK(cudaStreamSynchronize(G.st));
+  return 0;
+}
+
+static int api_flex_begin(const float *X, int rows, int n, const float *W, int out, double *ref_rows) {
+  use(0);
+  if (!G.on) return fail("the m6 search needs the layer engine started");
+  if (flex_begin(X, rows, n, W, out, ref_rows)) {
+    flex_drop();
+    return -1;
+  }
+  return 0;
+}
+
+static int api_flex_eval(const float *s, double *err_rows) {
+  use(0);
+  const int rows = G.f_rows, n = G.f_n, out = G.f_out;
+  if (!G.fx.p) return fail("flex_eval without flex_begin");
+  CK(cudaMemcpyAsync(G.fs.p, s, (size_t)n * 4, cudaMemcpyHostToDevice, G.st));
+  cslim_cuda_flex_fq(G.st, F(G.fx), F(G.fs), 0, rows, n, F(G.fxs));
+  cslim_cuda_flex_fq(G.st, F(G.fw), F(G.fs), 1, out, n, F(G.fws));
+  gemm_ordered_launch(G.st, 1, 1, rows, out, n, 1.0f, F(G.fxs), n, 0, F(G.fws), n, 0, 1, F(G.fy), out, 0);
+  cslim_cuda_flex_err(G.st, F(G.fy), F(G.fref), rows, out, (double *)G.ferr.p);
+  CK(cudaGetLastError());
+  CK(cudaMemcpyAsync(err_rows, G.ferr.p, (size_t)rows * 8, cudaMemcpyDeviceToHost, G.st));
+  CK(cudaStreamSynchronize(G.st));
+  return 0;
+}
+
+static void api_flex_end(void) {
+  use(0);
+  flex_drop();
+}
+
 // per device: the most held by any one
 static int api_memory(size_t *now, size_t *peak) {
   *now = *peak = 0;
@@ -1970,6 +2097,7 @@ static void api_host_free(void *p) {
 static const cslim_gpu_layer_api g_api = {
     CSLIM_GPU_LAYER_API, api_last_error,      api_set_devices, api_begin,       api_end,        api_set_norms,
     api_set_weight,      api_float_pass,      api_channel_pass, api_expert_on_all, api_quantize_weight, api_set_codes,
-    api_set_qlinear,     api_quant_pass,      api_add_rows,    api_host_alloc,  api_host_free,  api_memory};
+    api_set_qlinear,     api_quant_pass,      api_add_rows,    api_host_alloc,  api_host_free,  api_memory,
+    api_flex_begin,      api_flex_eval,       api_flex_end};
 
 extern "C" const cslim_gpu_layer_api *cslim_cuda_layer_api(void) { return &g_api; }

@@ -91,11 +91,15 @@ typedef struct cslim_gpu_layer_api {
    * layer, 5 + 2 E for a MoE one. tokens[E]: rows routed to each expert (STATS, MoE), or NULL. */
   int (*float_pass)(int pass, cslim_gpu_stats *st, cslim_gpu_hist *h, int *tokens);
   /* Float pass collecting per-channel min and max of the inputs of groups 0..3 (q/k/v, o, gate/up,
-   * down; a MoE layer's block is not run): mn[g], mx[g] host arrays of the group's width, or NULL.
-   * With sample (NULL: none), sample[g] (host, cap rows of the group's width, or NULL) gets the
-   * group's input on the first rows of the calibration set, at most cap; sample_rows[g] how many
-   * (the m2 / m6 searches' samples, as the CPU's statistics pass keeps them). */
-  int (*channel_pass)(float *const *mn, float *const *mx, float *const *sample, int *sample_rows, int cap);
+   * down): mn[g], mx[g] host arrays of the group's width, or NULL. With sample (NULL: none),
+   * sample[g] (host, cap rows of the group's width, or NULL) gets the group's input on the first
+   * rows of the calibration set, at most cap; sample_rows[g] how many (the m2 / m6 searches'
+   * samples, as the CPU's statistics pass keeps them). A MoE layer's block runs only with emn / emx
+   * (every expert's up-down smoothing; the experts' weights set): emn[e], emx[e] (moe_inter wide, or
+   * NULL) get expert e's down input's per-channel min and max over the rows routed to it, tokens[e]
+   * their number. */
+  int (*channel_pass)(float *const *mn, float *const *mx, float *const *sample, int *sample_rows, int cap,
+                      float *const *emn, float *const *emx, int *tokens);
   /* MoE, after float_pass(STATS): expert e run in float on every row of the block's input,
    * st[0] its gate/up input, st[1] its down input (for experts that saw too few tokens) */
   int (*expert_on_all)(int e, cslim_gpu_stats *st);
@@ -119,9 +123,17 @@ typedef struct cslim_gpu_layer_api {
   void (*host_free)(void *p);
   /* bytes of device memory held now, and the most held so far (on the busiest device) */
   int (*memory)(size_t *now, size_t *peak);
+  /* m6's α / β search on the first device (quant/smoother.c): X [rows, n] and W [out, n] (host,
+   * float32) uploaded, ref = X·Wᵀ kept (the ordered product), ref_rows[r] = Σ_c ref² (double
+   * lanes, model/repro.h). flex_eval(s [n]): xs = X / s, ws = W · s per column, each fake-quantized
+   * per row (symmetric int8, fq_rows_sym), y = xs·wsᵀ (ordered), err_rows[r] = Σ_c (y − ref)²
+   * (double lanes). flex_end frees what flex_begin took. */
+  int (*flex_begin)(const float *X, int rows, int n, const float *W, int out, double *ref_rows);
+  int (*flex_eval)(const float *s, double *err_rows);
+  void (*flex_end)(void);
 } cslim_gpu_layer_api;
 
-#define CSLIM_GPU_LAYER_API 7
+#define CSLIM_GPU_LAYER_API 9
 
 /* The module's entry point (dlsym'ed by src/backend/device.c). */
 const cslim_gpu_layer_api *cslim_cuda_layer_api(void);

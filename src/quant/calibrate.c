@@ -42,6 +42,7 @@ typedef struct lin_q {
   cslim_qtype type;
   cslim_wq wq;
   int wq_done;
+  int host; /* a Linear outside the decoder layers (the vision tower's): never in the GPU engine */
   float in_scale, in_offset;
   cslim_qlinear *rt;
   double err_num, err_den;
@@ -116,16 +117,17 @@ static cslim_status quantize_weights(qctx *c, lin_q *q) {
   cslim_linear *l = q->lin;
   const cslim_scheme *sc = cslim_scheme_get(q->type);
   cslim_status rc;
-  if (!l->w && !c->gpu) return cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", l->name);
+  const int gpu = c->gpu && !q->host; /* the Linear's weights are in the GPU engine */
+  if (!l->w && !gpu) return cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", l->name);
   if (q->type == CSLIM_QT_W8A8S) { /* on the host; on the GPU path from a float copy made for it, codes then uploaded */
-    const int copy = c->gpu && !l->w;
+    const int copy = gpu && !l->w;
     rc = copy ? cslim_linear_materialize(c->m, l) : CSLIM_OK;
     if (!rc) rc = cslim_wq_sparse(l->w, l->out, l->in, &c->p->sparse, &q->wq);
     if (copy) cslim_linear_release(c->m, l);
-    if (!rc && c->gpu) rc = cslim_gpu_calib_set_codes(l, &q->wq);
+    if (!rc && gpu) rc = cslim_gpu_calib_set_codes(l, &q->wq);
   } else if (sc->w_bits == 4 && c->p->group_size > 0)
     rc = cslim_wq_group(l->w, l->out, l->in, c->p->group_size, &q->wq);
-  else if (c->gpu) /* min-max or SSZ on the GPU, from the weights already there */
+  else if (gpu) /* min-max or SSZ on the GPU, from the weights already there */
     rc = cslim_gpu_calib_quantize_weight(l, sc->w_bits, cslim_quant_plan_wmethod(c->p, l->name, q->type) == CSLIM_WM_SSZ ? 50 : 0,
                                          &q->wq);
   else if (cslim_quant_plan_wmethod(c->p, l->name, q->type) == CSLIM_WM_SSZ)
@@ -792,6 +794,7 @@ static cslim_status quantize_vision_linears(qctx *c, vis_lin *L, int n, const cs
     lin_q q = {0};
     q.lin = &lin;
     q.type = L[i].type;
+    q.host = 1;
     if (!rc) rc = quantize_weights(c, &q);
     if (!rc && act_static(q.type)) {
       if (L[i].obs.count == 0) rc = cslim_error(CSLIM_ERR_NUMERIC, "%s: no activations observed", L[i].name);

@@ -28,11 +28,6 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
   const cslim_text_config *t = &m->cfg.text;
   if (!eng()) return "no GPU layer engine";
   if (has_anti) return "a separate smoothing set (--anti_data) runs on the CPU";
-  if (!cslim_xform_observable(xf)) {
-    snprintf(why, sizeof why, "--anti_method %s with every expert's up-down gathers expert statistics on the CPU",
-             cslim_anti_method_name(p->anti_method));
-    return why;
-  }
   if (!a) return "no calibration rows";
   for (int l = 0; l < t->num_layers; l++) {
     const int moe = cslim_layer_is_moe(t, l), n = moe ? 5 + 3 * t->num_experts : CSLIM_GPU_DENSE_SLOTS;
@@ -71,6 +66,7 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
 
 static size_t g_peak;
 static int g_rows; /* calibration rows on the GPU */
+static int g_running; /* between begin and end */
 static int *g_vis, g_n_vis; /* the image tokens' rows (deepstack), ascending */
 /* Page-locked buffers for the weight codes coming back, one per slot (every
  * expert's too), two sets: a layer's codes are written out while the next
@@ -115,6 +111,7 @@ cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, 
     if (a->visual[r]) g_vis[k++] = r;
   g_rows = a->total;
   g_peak = 0;
+  g_running = !rc;
   return rc;
 }
 
@@ -134,15 +131,32 @@ void cslim_gpu_calib_end(cslim_model *m) {
   eng()->memory(&now, &peak);
   if (peak > g_peak) g_peak = peak;
   eng()->end(NULL);
+  g_running = 0;
   m->defer_linears = 0;
 }
+
+int cslim_gpu_calib_flex_begin(const float *X, int rows, int n, const float *W, int out, double *ref_rows) {
+  if (!g_running || !eng() || rows <= 0 || n <= 0 || out <= 0) return 0;
+  if (eng()->flex_begin(X, rows, n, W, out, ref_rows)) {
+    engine_error("the m6 search");
+    return -1;
+  }
+  return 1;
+}
+
+cslim_status cslim_gpu_calib_flex_eval(const float *s, double *err_rows) {
+  return eng()->flex_eval(s, err_rows) ? engine_error("the m6 search") : CSLIM_OK;
+}
+
+void cslim_gpu_calib_flex_end(void) { eng()->flex_end(); }
 
 size_t cslim_gpu_calib_peak_memory(void) { return g_peak; }
 
 /* One Linear to the GPU: as the checkpoint stores it (m->defer_linears: no transforms), or its
  * float32 host copy (the transforms' output; an expert is converted here, with the transforms'
- * hook, and released again). */
-static cslim_status upload_linear(cslim_model *m, cslim_layer *l, cslim_linear *x) {
+ * hook, and released again — with keep_pages its checkpoint bytes stay in the page cache, for the
+ * upload after the smoothing). */
+static cslim_status upload_linear(cslim_model *m, cslim_layer *l, cslim_linear *x, int keep_pages) {
   const cslim_tensor *t = x->src;
   if (m->defer_linears) {
     const size_t es = cslim_dtype_size(t->dtype);
@@ -166,25 +180,30 @@ static cslim_status upload_linear(cslim_model *m, cslim_layer *l, cslim_linear *
   if (!had && x->expert < 0) return cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", x->name);
   if (!had && (rc = cslim_linear_materialize(m, x))) return rc;
   if (eng()->set_weight(x->slot, CSLIM_GPU_F32, x->w, x->out, x->in, (size_t)x->in, 0, x->b)) rc = engine_error(x->name);
-  if (!had && !l->keep_experts) cslim_linear_release(m, x);
+  if (!had && !l->keep_experts && keep_pages) {
+    free(x->w);
+    x->w = NULL;
+  } else if (!had && !l->keep_experts) {
+    cslim_linear_release(m, x);
+  }
   return rc;
 }
 
 /* The layer's norms and Linears (with_experts 0: attention and a dense MLP only) */
-static cslim_status upload_layer(cslim_model *m, cslim_layer *l, int with_experts) {
+static cslim_status upload_layer(cslim_model *m, cslim_layer *l, int with_experts, int keep_pages) {
   if (eng()->set_norms(l->input_norm, l->input_norm_b, l->post_norm, l->post_norm_b, l->q_norm, l->k_norm, l->is_moe))
     return engine_error("uploading the norms");
   cslim_linear *dense[CSLIM_GPU_DENSE_SLOTS] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down};
   cslim_status rc = CSLIM_OK;
-  for (int s = 0; s < (l->is_moe ? 4 : CSLIM_GPU_DENSE_SLOTS) && !rc; s++) rc = upload_linear(m, l, dense[s]);
+  for (int s = 0; s < (l->is_moe ? 4 : CSLIM_GPU_DENSE_SLOTS) && !rc; s++) rc = upload_linear(m, l, dense[s], keep_pages);
   for (int i = -1; l->is_moe && with_experts && i < 3 * l->n_experts && !rc; i++)
-    rc = upload_linear(m, l, i < 0 ? &l->router : &l->experts[i]);
+    rc = upload_linear(m, l, i < 0 ? &l->router : &l->experts[i], keep_pages);
   return rc;
 }
 
 cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l) {
   g_set = l->index & 1;
-  return upload_layer(m, l, 1);
+  return upload_layer(m, l, 1, 0);
 }
 
 static void merge_stats(cslim_observer *o, const cslim_gpu_stats *st, int64_t count, int rows) {
@@ -205,17 +224,38 @@ typedef struct chan_ctx {
 static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *st, int n, float **sample,
                                      int *sample_rows, int cap) {
   chan_ctx *c = ctx;
-  cslim_status rc = upload_layer(c->m, l, 0); /* the channel pass does not run a MoE block */
-  if (rc) return rc;
   float *mn[4] = {0}, *mx[4] = {0};
   for (int g = 0; g < 4 && g < n; g++)
     if (st[g].mn) mn[g] = st[g].mn, mx[g] = st[g].mx;
-  for (int g = 4; g < n; g++)
-    if (st[g].mn) return cslim_error(CSLIM_ERR_UNSUPPORTED, "layer %d: expert statistics are not gathered on the GPU", l->index);
+  /* groups 5 + 2e + 1: expert e's down input (every expert's up-down smoothing), from the MoE block */
+  const int E = l->is_moe ? l->n_experts : 0;
+  int experts = 0;
+  for (int g = 4; g < n; g++) {
+    if (!st[g].mn) continue;
+    if (g < 5 || g >= 5 + 2 * E || (g - 5) % 2 == 0)
+      return cslim_error(CSLIM_ERR_UNSUPPORTED, "layer %d: statistics group %d is not gathered on the GPU", l->index, g);
+    experts = 1;
+  }
+  float **emn = experts ? calloc((size_t)E, sizeof(float *)) : NULL, **emx = experts ? calloc((size_t)E, sizeof(float *)) : NULL;
+  int *tok = experts ? calloc((size_t)E, sizeof(int)) : NULL;
+  cslim_status rc = !experts || (emn && emx && tok) ? CSLIM_OK : cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  for (int e = 0; e < E && experts && !rc; e++) {
+    cslim_chstats *d = &st[5 + 2 * e + 1];
+    if (d->mn) emn[e] = d->mn, emx[e] = d->mx;
+  }
+  /* the weights as the statistics see them (rotated, not yet smoothed); the experts only when their block runs */
+  if (!rc) rc = upload_layer(c->m, l, experts, 1);
   float *smp[4] = {0};
   int srows[4] = {0};
   for (int g = 0; sample && g < 4 && g < n; g++) smp[g] = sample[g];
-  if (eng()->channel_pass(mn, mx, sample ? smp : NULL, srows, cap)) return engine_error("the statistics pass");
+  if (!rc && eng()->channel_pass(mn, mx, sample ? smp : NULL, srows, cap, emn, emx, tok))
+    rc = engine_error("the statistics pass");
+  for (int e = 0; e < E && experts && !rc; e++)
+    if (emn[e]) st[5 + 2 * e + 1].rows += tok[e];
+  free(emn);
+  free(emx);
+  free(tok);
+  if (rc) return rc;
   for (int g = 0; sample && g < 4 && g < n; g++) sample_rows[g] = smp[g] ? srows[g] : 0;
   for (int g = 0; g < 4 && g < n; g++)
     if (st[g].mn) st[g].rows += g_rows;

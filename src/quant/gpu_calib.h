@@ -1,13 +1,15 @@
 /* Layer-wise calibration on the GPU (--device cuda): the glue between
  * calibrate.c and the GPU layer engine (src/backend/gpu_layer.h). Internal.
  *
- * The engine runs decoder layers whole, dense or MoE: the float passes with
- * their observers and histograms, the routing, the min-max weight quantizer,
- * and the integer pass whose output feeds the next layer; with QuaRot or m1 / m4
- * smoothing, the per-channel statistics too (the weights are then transformed
- * on the host and uploaded as float32). Runs it cannot take (m2 / m6, a
- * separate smoothing set, every expert's up-down, image samples, per-group /
- * sparse weights) stay on the CPU, with their float GEMMs offloaded. */
+ * The engine runs decoder layers whole, dense or MoE (the Hub's fused experts
+ * too), on text or image samples: the float passes with their observers and
+ * histograms, the routing, the min-max / SSZ weight quantizer (W8A8S's codes
+ * come from the host), and the integer pass whose output feeds the next layer;
+ * with QuaRot or smoothing, the per-channel statistics and m2 / m6's samples
+ * too (the weights are then transformed on the host and uploaded as float32),
+ * and m6's search evaluations. Runs it cannot take (a separate smoothing set,
+ * every expert's up-down on a MoE model, per-group weights) stay on the CPU,
+ * with their float GEMMs offloaded. */
 #ifndef CSLIM_QUANT_GPU_CALIB_H
 #define CSLIM_QUANT_GPU_CALIB_H
 
@@ -47,5 +49,12 @@ cslim_status cslim_gpu_calib_set_kernel(const cslim_linear *l, const cslim_qline
 cslim_status cslim_gpu_calib_run_quantized(cslim_layer *l, const cslim_acts *a);
 /* Device memory held at most so far (bytes). */
 size_t cslim_gpu_calib_peak_memory(void);
+
+/* m6's search evaluations on the GPU while the engine runs (quant/smoother.c): 0 when it does not
+ * (the caller scores on the host), 1 when begun (ref_rows filled), or -1 with the error set.
+ * See gpu_layer.h's flex_begin / flex_eval. */
+int cslim_gpu_calib_flex_begin(const float *X, int rows, int n, const float *W, int out, double *ref_rows);
+cslim_status cslim_gpu_calib_flex_eval(const float *s, double *err_rows);
+void cslim_gpu_calib_flex_end(void);
 
 #endif

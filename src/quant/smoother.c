@@ -5,9 +5,12 @@
 #include "quant/smoother.h"
 
 #include "cslim/quant.h"
+#include "model/model_internal.h"
+#include "model/repro.h"
+#include "quant/gpu_calib.h"
 
-#include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,69 +153,115 @@ void fq_tensor_asym(float *x, size_t n) {
 
 /* ---- flex smooth (m6) ---------------------------------------------------------------------------- */
 
+/* Each candidate's error is scored the same way on any machine, and on the GPU
+ * (gpu_layer.h's flex_eval) bit for bit: the ordered product (model/repro.h),
+ * per row Σ (y - y_ref)² in double lanes, the rows added in order. */
 typedef struct flex_ws {
   const float *X, *W, *a, *w;
-  int rows, n, out;
-  float *xs, *ws, *y, *s;
-  const float *yref;
-  double ref_sq;
+  int rows, n, out, gpu;
+  float *xs, *ws, *y, *s, *yref;
+  double *row_err, ref_sq;
 } flex_ws;
 
-static double flex_eval(flex_ws *f, double alpha, double beta) {
+/* Σ_c (y[c] - ref[c])² (ref NULL: Σ y²): lane l = c % 32 in c order, the lanes in lane order */
+static double row_sq_err(const float *y, const float *ref, int n) {
+  double lane[CSLIM_SQ_LANES] = {0}, e = 0.0;
+  for (int c = 0; c < n; c++) {
+    const double d = (double)y[c] - (ref ? (double)ref[c] : 0.0);
+    lane[c % CSLIM_SQ_LANES] += d * d;
+  }
+  for (int l = 0; l < CSLIM_SQ_LANES; l++) e += lane[l];
+  return e;
+}
+
+static double sum_rows(const double *r, int rows) {
+  double e = 0.0;
+  for (int i = 0; i < rows; i++) e += r[i];
+  return e;
+}
+
+static cslim_status flex_eval(flex_ws *f, double alpha, double beta, double *err) {
   const int n = f->n;
   smooth_flex_scale(f->a, f->w, n, alpha, beta, f->s); /* the scales the fold will use */
+  if (f->gpu) {
+    cslim_status rc = cslim_gpu_calib_flex_eval(f->s, f->row_err);
+    if (rc) return rc;
+  } else {
 #pragma omp parallel for schedule(static)
-  for (int r = 0; r < f->rows; r++)
-    for (int c = 0; c < n; c++) f->xs[(size_t)r * n + c] = f->X[(size_t)r * n + c] / f->s[c];
+    for (int r = 0; r < f->rows; r++)
+      for (int c = 0; c < n; c++) f->xs[(size_t)r * n + c] = f->X[(size_t)r * n + c] / f->s[c];
 #pragma omp parallel for schedule(static)
-  for (int o = 0; o < f->out; o++)
-    for (int c = 0; c < n; c++) f->ws[(size_t)o * n + c] = f->W[(size_t)o * n + c] * f->s[c];
-  fq_rows_sym(f->xs, f->rows, n);
-  fq_rows_sym(f->ws, f->out, n);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, f->rows, f->out, n, 1.0f, f->xs, n, f->ws, n, 0.0f, f->y,
-              f->out);
-  double e = 0;
-  size_t m = (size_t)f->rows * (size_t)f->out;
-#pragma omp parallel for reduction(+ : e) schedule(static)
-  for (size_t i = 0; i < m; i++) {
-    double d = (double)f->y[i] - (double)f->yref[i];
-    e += d * d;
+    for (int o = 0; o < f->out; o++)
+      for (int c = 0; c < n; c++) f->ws[(size_t)o * n + c] = f->W[(size_t)o * n + c] * f->s[c];
+    fq_rows_sym(f->xs, f->rows, n);
+    fq_rows_sym(f->ws, f->out, n);
+    cslim_status rc = cslim_gemm_ordered(1, f->rows, f->out, n, 1.0f, f->xs, n, f->ws, n, f->y, f->out,
+                                         omp_get_max_threads());
+    if (rc) return rc;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < f->rows; r++)
+      f->row_err[r] = row_sq_err(f->y + (size_t)r * f->out, f->yref + (size_t)r * f->out, f->out);
   }
-  return f->ref_sq > 0 ? sqrt(e / f->ref_sq) : 0.0;
+  const double e = sum_rows(f->row_err, f->rows);
+  *err = f->ref_sq > 0 ? sqrt(e / f->ref_sq) : 0.0;
+  return CSLIM_OK;
+}
+
+static void flex_free(flex_ws *f) {
+  if (f->gpu) cslim_gpu_calib_flex_end();
+  free(f->xs), free(f->ws), free(f->y), free(f->yref), free(f->s), free(f->row_err);
 }
 
 cslim_status cslim_flex_search(const float *X, int rows, int n, const float *W, int out, const float *a,
                                const float *w, double *alpha, double *beta, double *err) {
-  flex_ws f = {X, W, a, w, rows, n, out, NULL, NULL, NULL, NULL, NULL, 0};
-  f.xs = malloc((size_t)rows * (size_t)n * sizeof(float));
-  f.ws = malloc((size_t)out * (size_t)n * sizeof(float));
-  f.y = malloc((size_t)rows * (size_t)out * sizeof(float));
-  float *yref = malloc((size_t)rows * (size_t)out * sizeof(float));
+  flex_ws f = {X, W, a, w, rows, n, out, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0};
   f.s = malloc((size_t)n * sizeof(float));
-  if (!f.xs || !f.ws || !f.y || !yref || !f.s) {
-    free(f.xs), free(f.ws), free(f.y), free(yref), free(f.s);
+  f.row_err = malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double));
+  if (!f.s || !f.row_err) {
+    flex_free(&f);
     return cslim_error(CSLIM_ERR_NOMEM, "out of memory for the flex smooth search (%d x %d)", rows, out);
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, n, 1.0f, X, n, W, n, 0.0f, yref, out);
-  double ref = 0;
-  for (size_t i = 0; i < (size_t)rows * (size_t)out; i++) ref += (double)yref[i] * yref[i];
-  f.yref = yref;
-  f.ref_sq = ref;
+  /* on the GPU while the layer engine runs: X and W uploaded once, each candidate scored there */
+  int g = cslim_gpu_calib_flex_begin(X, rows, n, W, out, f.row_err);
+  if (g < 0) {
+    flex_free(&f);
+    return cslim_errcode();
+  }
+  f.gpu = g;
+  if (!f.gpu) {
+    f.xs = malloc((size_t)rows * (size_t)n * sizeof(float));
+    f.ws = malloc((size_t)out * (size_t)n * sizeof(float));
+    f.y = malloc((size_t)rows * (size_t)out * sizeof(float));
+    f.yref = malloc((size_t)rows * (size_t)out * sizeof(float));
+    cslim_status rc = f.xs && f.ws && f.y && f.yref
+                          ? cslim_gemm_ordered(1, rows, out, n, 1.0f, X, n, W, n, f.yref, out, omp_get_max_threads())
+                          : cslim_error(CSLIM_ERR_NOMEM, "out of memory for the flex smooth search (%d x %d)", rows, out);
+    if (rc) {
+      flex_free(&f);
+      return rc;
+    }
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) f.row_err[r] = row_sq_err(f.yref + (size_t)r * out, NULL, out);
+  }
+  f.ref_sq = sum_rows(f.row_err, rows);
   /* phase 1: α in 0, 0.05, .., 1 with β = 1 - α (ties: the later α) */
-  double best = INFINITY, ba = 0.5, bb = 0.5;
-  for (int i = 0; i <= 20; i++) {
-    double al = i * 0.05, e = flex_eval(&f, al, 1.0 - al);
-    if (e <= best) best = e, ba = al, bb = 1.0 - al;
+  double best = INFINITY, ba = 0.5, bb = 0.5, e = 0.0;
+  cslim_status rc = CSLIM_OK;
+  for (int i = 0; i <= 20 && !rc; i++) {
+    double al = i * 0.05;
+    rc = flex_eval(&f, al, 1.0 - al, &e);
+    if (!rc && e <= best) best = e, ba = al, bb = 1.0 - al;
   }
   /* phase 2: β with α fixed, only where it is no worse */
   double b2 = bb;
-  for (int i = 0; i <= 20; i++) {
-    double be = i * 0.05, e = flex_eval(&f, ba, be);
-    if (e <= best) best = e, b2 = be;
+  for (int i = 0; i <= 20 && !rc; i++) {
+    double be = i * 0.05;
+    rc = flex_eval(&f, ba, be, &e);
+    if (!rc && e <= best) best = e, b2 = be;
   }
   *alpha = ba;
   *beta = b2;
   *err = best;
-  free(f.xs), free(f.ws), free(f.y), free(yref), free(f.s);
-  return CSLIM_OK;
+  flex_free(&f);
+  return rc;
 }

@@ -507,10 +507,6 @@ static void free_stats(cslim_xform *x) {
   x->n_groups = 0;
 }
 
-int cslim_xform_observable(const cslim_xform *x) {
-  return !x || x->anti == CSLIM_ANTI_NONE || !x->experts || x->m->cfg.text.num_experts <= 0;
-}
-
 static cslim_status xform_layer(cslim_xform *x, cslim_layer *l, cslim_acts *stats, cslim_xform_observer observe,
                                 void *octx) {
   if (!x) return CSLIM_OK;
@@ -519,10 +515,7 @@ static cslim_status xform_layer(cslim_xform *x, cslim_layer *l, cslim_acts *stat
   x->m->on_convert = on_expert;
   x->m->on_convert_ctx = x;
   cslim_status rc = CSLIM_OK;
-  if (observe && !cslim_xform_observable(x))
-    rc = cslim_error(CSLIM_ERR_UNSUPPORTED, "--anti_method %s with every expert's up-down: its statistics are not "
-                     "gathered by the GPU engine", cslim_anti_method_name(x->anti));
-  if (!rc && x->R) rc = rotate_layer(x, l);
+  if (x->R) rc = rotate_layer(x, l);
   if (!rc && x->anti != CSLIM_ANTI_NONE && (stats || observe)) {
     x->acts = stats;
     rc = stats_pass(x, l, stats, observe, octx);

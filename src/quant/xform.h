@@ -35,19 +35,16 @@ cslim_status cslim_xform_acts(cslim_xform *x, cslim_acts *a);
 cslim_status cslim_xform_layer(cslim_xform *x, cslim_layer *l, cslim_acts *stats);
 /* The same with the statistics gathered by `observe` (the GPU engine) instead of a CPU float pass:
  * it fills st[g] (min, max per channel and rows) for every group g < n whose arrays are set —
- * the inputs of the rotated, not yet smoothed layer — and, when sample is not NULL (m2 / m6),
- * sample[g] (allocated, cap rows) with the group's input on the first calibration rows and
- * sample_rows[g] with their number, for the non-expert groups (g <= CSLIM_IN_DOWN) that have
- * statistics. `rows` are the calibration rows observed (their sequences and positions, for m2's
- * attention; their activations are not read). */
+ * the inputs of the rotated, not yet smoothed layer: groups CSLIM_IN_QKV..CSLIM_IN_DOWN, and
+ * 5 + 2e + 1 for expert e's down input (every expert's up-down smoothing) — and, when sample is
+ * not NULL (m2 / m6), sample[g] (allocated, cap rows) with the group's input on the first
+ * calibration rows and sample_rows[g] with their number, for the non-expert groups
+ * (g <= CSLIM_IN_DOWN) that have statistics. `rows` are the calibration rows observed (their
+ * sequences and positions, for m2's attention; their activations are not read). */
 typedef cslim_status (*cslim_xform_observer)(void *ctx, cslim_layer *l, cslim_chstats *st, int n, float **sample,
                                              int *sample_rows, int cap);
 cslim_status cslim_xform_layer_observed(cslim_xform *x, cslim_layer *l, cslim_acts *rows, cslim_xform_observer observe,
                                         void *ctx);
-/* 1 when cslim_xform_layer_observed can take the smoothing: everything but every expert's up-down
- * on a model with experts (whose per-channel expert statistics the engine does not gather); 1
- * without smoothing. */
-int cslim_xform_observable(const cslim_xform *x);
 void cslim_xform_layer_done(cslim_xform *x);
 
 /* Write a tensor outside the decoder layers that the transforms change
