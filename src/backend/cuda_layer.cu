@@ -1747,6 +1747,14 @@ static int dev_channel_pass(void *p) {
   return run_layer(CSLIM_GPU_PASS_CHANNELS, NULL, a->tokens);
 }
 
+// one device's per-channel min a[n] and max b[n] into the host's (first: copied)
+static void merge_minmax(float *mn, float *mx, const float *a, const float *b, int n, int first) {
+  for (int j = 0; j < n; j++) {
+    if (first || a[j] < mn[j]) mn[j] = a[j];
+    if (first || b[j] > mx[j]) mx[j] = b[j];
+  }
+}
+
 // every device on its rows; min / max combined here (exact in any order); the samples are the first
 // rows of the whole set, so device 0's, then device 1's, ... up to cap
 static int api_channel_pass(float *const *mn, float *const *mx, float *const *sample, int *sample_rows, int cap,
@@ -1772,11 +1780,8 @@ static int api_channel_pass(float *const *mn, float *const *mx, float *const *sa
             cudaStreamSynchronize(G.st) != cudaSuccess;
       for (int e = 0; e < E && !bad; e++) {
         tokens[e] += tok[(size_t)i * E + e];
-        const float *a = c + (size_t)e * 2 * NI, *b = a + NI;
-        for (int j = 0; emn[e] && j < NI; j++) {
-          if (i == 0 || a[j] < emn[e][j]) emn[e][j] = a[j];
-          if (i == 0 || b[j] > emx[e][j]) emx[e][j] = b[j];
-        }
+        const float *a = c + (size_t)e * 2 * NI;
+        if (emn[e]) merge_minmax(emn[e], emx[e], a, a + NI, NI, i == 0);
       }
       drop(&G.echan);
     }
@@ -1797,12 +1802,8 @@ static int api_channel_pass(float *const *mn, float *const *mx, float *const *sa
       return fail("copying channel statistics back");
     }
     for (int g = 0; g < 4; g++) {
-      const int n = group_width(g);
-      const float *a = c + (size_t)g * 2 * w, *b = a + w;
-      for (int j = 0; mn[g] && j < n; j++) {
-        if (i == 0 || a[j] < mn[g][j]) mn[g][j] = a[j];
-        if (i == 0 || b[j] > mx[g][j]) mx[g][j] = b[j];
-      }
+      const float *a = c + (size_t)g * 2 * w;
+      if (mn[g]) merge_minmax(mn[g], mx[g], a, a + w, group_width(g), i == 0);
     }
     free(c);
     const int rows = want && taken < cap ? (cap - taken < G.samp_cap ? cap - taken : G.samp_cap) : 0;

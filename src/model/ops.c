@@ -5,18 +5,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-/* sum of x[i]^2 in double, in model/repro.h's lane order (the GPU engine's warp adds the same way) */
-static double sum_squares(const float *x, int n) {
-  double lane[CSLIM_SQ_LANES] = {0};
-  int i = 0;
-  for (; i + CSLIM_SQ_LANES <= n; i += CSLIM_SQ_LANES)
-    for (int l = 0; l < CSLIM_SQ_LANES; l++) lane[l] = lane[l] + (double)x[i + l] * (double)x[i + l];
-  for (int l = 0; i + l < n; l++) lane[l] = lane[l] + (double)x[i + l] * (double)x[i + l];
-  double s = 0;
-  for (int l = 0; l < CSLIM_SQ_LANES; l++) s = s + lane[l];
-  return s;
-}
-
 /* RMSNorm as transformers computes it: x * rsqrt(mean(x^2) + eps), then the
  * weight (no 1+w offset). The mean is accumulated in double. */
 void cslim_rmsnorm_rows(const float *x, int rows, int n, const float *w, float eps, float *y) {
@@ -24,7 +12,7 @@ void cslim_rmsnorm_rows(const float *x, int rows, int n, const float *w, float e
   for (int r = 0; r < rows; r++) {
     const float *xr = x + (size_t)r * (size_t)n;
     float *yr = y + (size_t)r * (size_t)n;
-    const double ss = sum_squares(xr, n);
+    const double ss = cslim_sum_squares(xr, NULL, n);
     float var = (float)(ss / n);
     float inv = 1.0f / sqrtf(var + eps);
     for (int i = 0; i < n; i++) yr[i] = w[i] * (xr[i] * inv);

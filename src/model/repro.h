@@ -44,6 +44,30 @@ CSLIM_HOST_DEVICE static inline uint32_t cslim_f32_bits(float f) {
   return u;
 }
 
+/* The sum of squares of the contract: Σ (x[t] - ref[t])² in double (ref NULL: Σ x[t]²), lane
+ * l = t % 32 adding in t order, then the lanes in lane order. The GPU runs a warp's lanes the same
+ * way (RMSNorm in cuda_layer.cu, m6's row errors in cuda_flex.cu). */
+static inline double cslim_sum_squares(const float *x, const float *ref, int n) {
+  double lane[CSLIM_SQ_LANES] = {0}, s = 0.0;
+  int t = 0;
+  if (!ref) {
+    for (; t + CSLIM_SQ_LANES <= n; t += CSLIM_SQ_LANES)
+      for (int l = 0; l < CSLIM_SQ_LANES; l++) lane[l] = lane[l] + (double)x[t + l] * (double)x[t + l];
+  } else {
+    for (; t + CSLIM_SQ_LANES <= n; t += CSLIM_SQ_LANES)
+      for (int l = 0; l < CSLIM_SQ_LANES; l++) {
+        const double d = (double)x[t + l] - (double)ref[t + l];
+        lane[l] = lane[l] + d * d;
+      }
+  }
+  for (int l = 0; t + l < n; l++) {
+    const double d = (double)x[t + l] - (ref ? (double)ref[t + l] : 0.0);
+    lane[l] = lane[l] + d * d;
+  }
+  for (int l = 0; l < CSLIM_SQ_LANES; l++) s = s + lane[l];
+  return s;
+}
+
 /* e^x within 1 ulp, correctly rounded for 99.2 % of inputs (tests/test_forward.c checks a sample), +inf above
  * 88.73, +0 below -103.98, NaN for NaN. Cody-Waite reduction x = n ln2 + r, |r| <= ln2 / 2,
  * Cephes' degree-7 polynomial for e^r, then 2^n in two exact halves so that results in the subnormal

@@ -163,17 +163,6 @@ typedef struct flex_ws {
   double *row_err, ref_sq;
 } flex_ws;
 
-/* Σ_c (y[c] - ref[c])² (ref NULL: Σ y²): lane l = c % 32 in c order, the lanes in lane order */
-static double row_sq_err(const float *y, const float *ref, int n) {
-  double lane[CSLIM_SQ_LANES] = {0}, e = 0.0;
-  for (int c = 0; c < n; c++) {
-    const double d = (double)y[c] - (ref ? (double)ref[c] : 0.0);
-    lane[c % CSLIM_SQ_LANES] += d * d;
-  }
-  for (int l = 0; l < CSLIM_SQ_LANES; l++) e += lane[l];
-  return e;
-}
-
 static double sum_rows(const double *r, int rows) {
   double e = 0.0;
   for (int i = 0; i < rows; i++) e += r[i];
@@ -200,7 +189,7 @@ static cslim_status flex_eval(flex_ws *f, double alpha, double beta, double *err
     if (rc) return rc;
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < f->rows; r++)
-      f->row_err[r] = row_sq_err(f->y + (size_t)r * f->out, f->yref + (size_t)r * f->out, f->out);
+      f->row_err[r] = cslim_sum_squares(f->y + (size_t)r * f->out, f->yref + (size_t)r * f->out, f->out);
   }
   const double e = sum_rows(f->row_err, f->rows);
   *err = f->ref_sq > 0 ? sqrt(e / f->ref_sq) : 0.0;
@@ -241,7 +230,7 @@ cslim_status cslim_flex_search(const float *X, int rows, int n, const float *W, 
       return rc;
     }
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++) f.row_err[r] = row_sq_err(f.yref + (size_t)r * out, NULL, out);
+    for (int r = 0; r < rows; r++) f.row_err[r] = cslim_sum_squares(f.yref + (size_t)r * out, NULL, out);
   }
   f.ref_sq = sum_rows(f.row_err, rows);
   /* phase 1: α in 0, 0.05, .., 1 with β = 1 - α (ties: the later α) */
