@@ -1156,7 +1156,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   if (!rc && !ds && cslim_device_is_gpu())
     snprintf(rep->gpu_note, sizeof rep->gpu_note, "unused (no calibration data: weights are quantized on the CPU)");
   if (!rc && ds && cslim_device_is_gpu()) { /* the whole layer on the GPU, when it can take the run */
-    const char *why = cslim_gpu_calib_unsupported(m, p, xf, anti != NULL, a);
+    const char *why = cslim_gpu_calib_unsupported(m, p, anti != NULL, a);
     if (why) {
       snprintf(rep->gpu_note, sizeof rep->gpu_note, "float GEMMs only (%s)", why);
       CSLIM_INFO("%s: float GEMMs only on the GPU (%s)", cslim_device_describe(), why);

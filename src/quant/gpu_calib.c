@@ -22,8 +22,8 @@ static const char *const g_linears[CSLIM_GPU_DENSE_SLOTS] = {"self_attn.q_proj",
 
 static int gpu_dtype(cslim_dtype t) { return t == CSLIM_BF16 ? CSLIM_GPU_BF16 : t == CSLIM_F16 ? CSLIM_GPU_F16 : CSLIM_GPU_F32; }
 
-const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
-                                        int has_anti, const cslim_acts *a) {
+const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, int has_anti,
+                                        const cslim_acts *a) {
   static char why[256];
   const cslim_text_config *t = &m->cfg.text;
   if (!eng()) return "no GPU layer engine";
@@ -245,10 +245,8 @@ static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *s
   }
   /* the weights as the statistics see them (rotated, not yet smoothed); the experts only when their block runs */
   if (!rc) rc = upload_layer(c->m, l, experts, 1);
-  float *smp[4] = {0};
-  int srows[4] = {0};
-  for (int g = 0; sample && g < 4 && g < n; g++) smp[g] = sample[g];
-  if (!rc && eng()->channel_pass(mn, mx, sample ? smp : NULL, srows, cap, emn, emx, tok))
+  /* sample[0..3] / sample_rows[0..3]: the groups the engine samples (n is 5 + 2E, never fewer) */
+  if (!rc && eng()->channel_pass(mn, mx, sample, sample_rows, cap, emn, emx, tok))
     rc = engine_error("the statistics pass");
   for (int e = 0; e < E && experts && !rc; e++)
     if (emn[e]) st[5 + 2 * e + 1].rows += tok[e];
@@ -256,7 +254,6 @@ static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *s
   free(emx);
   free(tok);
   if (rc) return rc;
-  for (int g = 0; sample && g < 4 && g < n; g++) sample_rows[g] = smp[g] ? srows[g] : 0;
   for (int g = 0; g < 4 && g < n; g++)
     if (st[g].mn) st[g].rows += g_rows;
   return CSLIM_OK;

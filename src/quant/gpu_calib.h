@@ -19,8 +19,8 @@
 
 /* NULL when the whole run can calibrate on the selected GPU; otherwise why
  * not (for the log). */
-const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
-                                        int has_anti, const cslim_acts *a);
+const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, int has_anti,
+                                        const cslim_acts *a);
 /* Move the calibration rows to the GPU; without transforms (xf NULL) cslim_layer_load then maps
  * weights without converting them (the engine reads the checkpoint's bytes). */
 cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
