@@ -65,5 +65,15 @@ for G in $GEMMS; do
   fwd=$(sed -n 's/.*forward \([0-9.]*\),.*/\1/p' "$W/log-$G")
   [ "$H" != 0 ] &&
     echo "forward GEMMs: $(calc "$flops / 1e12") TFLOP in $fwd s = $(calc "$flops / $fwd / 1e12") TFLOP/s"
+  # m6 on the dense preset: 43 fp32 products (42 candidates, the reference) per subgraph on the 512
+  # default --anti_tokens rows: q/k/v [Q + 2 KV, H], o [H, Q], gate/up [2 I, H], down [H, I]
+  case "${EXTRA:-}" in *m6*)
+    if [ "$PRESET" = qwen3-8b ]; then
+      tr=$(sed -n 's/.*transforms: .*(\([0-9.]*\) s).*/\1/p' "$W/log-$G")
+      sf=$(calc "$L * 43 * 2 * 512 * ($H * ($Q + 2 * $KV) + $Q * $H + 2 * 12288 * $H + $H * 12288)")
+      echo "m6 search GEMMs: $(calc "$sf / 1e12") TFLOP in the transforms' $tr s = $(calc "$sf / $tr / 1e12") TFLOP/s" \
+        "(the fp32 peak is 67 TFLOP/s; the rest of that time is the host's)"
+    fi ;;
+  esac
 done
 rm -rf "$W/out"
