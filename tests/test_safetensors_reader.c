@@ -48,6 +48,12 @@ static void test_single_file_fixture(void **s) {
   float w0;
   memcpy(&w0, &u0, 4);
   assert_true(f[0] == w0);
+  /* bytes read are distinct: the second read of t is not counted again; a tensor read in place counts once */
+  assert_int_equal(cslim_st_bytes_read(st), t->nbytes);
+  const cslim_tensor *d = cslim_st_findf(st, "model.layers.%d.mlp.down_proj.weight", 3);
+  cslim_st_note_read(st, d);
+  cslim_st_note_read(st, d);
+  assert_int_equal(cslim_st_bytes_read(st), t->nbytes + d->nbytes);
   free(f);
   free(raw);
   cslim_st_close(st);

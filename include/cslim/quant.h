@@ -191,7 +191,9 @@ typedef struct cslim_quant_report {
   int on_gpu;               /* the decoder layers ran whole on the GPU */
   uint64_t gpu_peak_bytes;  /* device memory held at most */
   char gpu_note[320];       /* when a GPU was selected and the layers did not run on it: what ran there, and why */
-  uint64_t peak_rss, bytes_read, bytes_written;
+  uint64_t peak_rss, bytes_written;
+  uint64_t bytes_read;      /* distinct checkpoint bytes the run read (each tensor once) */
+  int64_t disk_read;        /* of all the process's reads, what the kernel fetched from storage (-1: unknown) */
   int calib_tokens, calib_samples;
   cslim_qtype model_quant_type;
   int n_linear[CSLIM_QT_COUNT];

@@ -70,7 +70,10 @@ uint64_t cslim_st_total_bytes(const cslim_st *st);
 /* Convert a tensor to float32 into dst[numel] (threaded, vectorised) and
  * count the bytes read. */
 void cslim_st_read_f32(cslim_st *st, const cslim_tensor *t, float *dst);
-/* Bytes of tensor data read so far through cslim_st_read_f32/touch. */
+/* Count a tensor (all its bytes) as read by a caller that reads t->data itself. Thread-safe. */
+void cslim_st_note_read(const cslim_st *st, const cslim_tensor *t);
+/* Distinct tensor bytes read so far (cslim_st_read_f32 / cslim_st_note_read): a tensor read twice,
+ * or in parts, counts once, whole. What the disk delivered is the kernel's: cslim_disk_bytes_read. */
 uint64_t cslim_st_bytes_read(const cslim_st *st);
 /* Ask the kernel to start reading a tensor's pages (asynchronous). */
 void cslim_st_prefetch(const cslim_st *st, const cslim_tensor *t);

@@ -66,10 +66,12 @@ static void print_report(const cslim_quant_params *p, const cslim_quant_report *
     printf("  device: %s, %s\n", cslim_device_describe(), r->gpu_note);
   else
     printf("  device: %s\n", cslim_device_describe());
+  char disk[64] = "";
+  if (r->disk_read >= 0) snprintf(disk, sizeof disk, " (%.1f MB from disk)", (double)r->disk_read / 1e6);
   printf("  time %.2f s (read %.2f, forward %.2f, statistics %.2f, write %.2f, check %.2f); peak RSS %.0f MB; "
-         "read %.1f MB, wrote %.1f MB\n",
+         "read %.1f MB%s, wrote %.1f MB\n",
          r->seconds, r->t_read, r->t_forward, r->t_stats, r->t_write, r->t_verify, (double)r->peak_rss / 1e6,
-         (double)r->bytes_read / 1e6, (double)r->bytes_written / 1e6);
+         (double)r->bytes_read / 1e6, disk, (double)r->bytes_written / 1e6);
   int64_t sp_codes = 0, sp_wide = 0;
   double sp_bytes = 0;
   for (int l = 0; l < r->n_layers; l++) {

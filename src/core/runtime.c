@@ -3,6 +3,7 @@
 
 #include <omp.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -24,6 +25,17 @@ uint64_t cslim_peak_rss(void) {
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
   return (uint64_t)ru.ru_maxrss * 1024u; /* Linux reports kilobytes */
+}
+
+int64_t cslim_disk_bytes_read(void) {
+  FILE *f = fopen("/proc/self/io", "r");
+  if (!f) return -1;
+  char line[128];
+  long long v = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "read_bytes: %lld", &v) == 1) break;
+  fclose(f);
+  return v;
 }
 
 void cslim_set_threads(int n) {

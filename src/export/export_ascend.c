@@ -221,6 +221,7 @@ cslim_status cslim_exporter_put_tensor(cslim_exporter *e, const char *name, cons
                                        const cslim_tensor *src) {
   const ex_tensor *t = lookup(e, name);
   if (!t) return cslim_error(CSLIM_ERR_INVALID, "exporter: '%s' was not declared", name);
+  if (st) cslim_st_note_read(st, src);
   if (t->dtype == src->dtype) {
     /* in 16 MB pieces, each dropped from RSS once written: copying a 150k x 4096
      * embedding (on a thread of its own, beside the layers) does not make its 1.2 GB resident */

@@ -39,7 +39,8 @@ struct cslim_st {
   size_t ntensors, cap;
   char *index_path;
   cslim_strmap by_name;
-  _Atomic uint64_t bytes_read;
+  _Atomic uint64_t bytes_read; /* distinct: each tensor counted the first time it is read */
+  _Atomic unsigned char *was_read; /* [ntensors], allocated after the headers are parsed */
 };
 
 static long g_page_size;
@@ -514,6 +515,11 @@ static cslim_status open_dir(cslim_st *st, const char *dir) {
 
 /* ---- public -------------------------------------------------------------------------- */
 
+static cslim_status alloc_read_flags(cslim_st *st) {
+  st->was_read = calloc(st->ntensors ? st->ntensors : 1, sizeof *st->was_read);
+  return st->was_read ? CSLIM_OK : cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+}
+
 cslim_status cslim_st_open(const char *path, cslim_st **out) {
   *out = NULL;
   if (!g_page_size) g_page_size = sysconf(_SC_PAGESIZE);
@@ -529,6 +535,7 @@ cslim_status cslim_st_open(const char *path, cslim_st **out) {
     rc = open_index(st, path);
   else
     rc = add_file(st, path);
+  if (!rc) rc = alloc_read_flags(st);
   if (rc) {
     cslim_st_close(st);
     return rc;
@@ -552,6 +559,7 @@ cslim_status cslim_st_open_memory(const void *buf, size_t len, const char *name,
   rc = parse_file(st, 0);
   if (rc) rc = cslim_error_context("%s", f->path);
   if (!rc) rc = index_names(st, 0);
+  if (!rc) rc = alloc_read_flags(st);
   if (rc) {
     cslim_st_close(st);
     return rc;
@@ -576,6 +584,7 @@ void cslim_st_close(cslim_st *st) {
   }
   free(st->files);
   free(st->tensors);
+  free((void *)st->was_read);
   free(st->index_path);
   cslim_strmap_free(&st->by_name);
   free(st);
@@ -624,9 +633,16 @@ uint64_t cslim_st_total_bytes(const cslim_st *st) {
   return s;
 }
 
+void cslim_st_note_read(const cslim_st *st, const cslim_tensor *t) {
+  cslim_st *s = (cslim_st *)st;
+  const size_t i = (size_t)(t - s->tensors);
+  if (!s->was_read || t < s->tensors || i >= s->ntensors) return;
+  if (!atomic_exchange(&s->was_read[i], 1)) atomic_fetch_add(&s->bytes_read, t->nbytes);
+}
+
 void cslim_st_read_f32(cslim_st *st, const cslim_tensor *t, float *dst) {
   cslim_convert_to_f32_mt(t->dtype, t->data, dst, (size_t)t->numel);
-  atomic_fetch_add(&st->bytes_read, t->nbytes);
+  cslim_st_note_read(st, t);
 }
 
 uint64_t cslim_st_bytes_read(const cslim_st *st) {

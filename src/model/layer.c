@@ -83,6 +83,7 @@ cslim_status cslim_linear_materialize(cslim_model *m, cslim_linear *l) {
   float *w = malloc(n * sizeof(float));
   if (!w) return cslim_error(CSLIM_ERR_NOMEM, "out of memory for %s (%d x %d)", l->name, l->out, l->in);
   size_t es = cslim_dtype_size(t->dtype);
+  if (l->layout != CSLIM_W_PLAIN) cslim_st_note_read(m->st, t);
   if (l->layout == CSLIM_W_PLAIN) {
     cslim_st_read_f32(m->st, t, w);
   } else if (l->layout == CSLIM_W_ROWS) {

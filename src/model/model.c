@@ -466,6 +466,7 @@ static cslim_status head_blocks(cslim_model *m, const float *x, int rows, head_b
     return cslim_error(CSLIM_ERR_NOMEM, "out of memory for the lm_head");
   }
   size_t es = cslim_dtype_size(w->dtype);
+  cslim_st_note_read(m->st, w);
   cslim_status rc = CSLIM_OK;
   for (int v0 = 0; v0 < V && !rc; v0 += bv) {
     int nv = V - v0 < bv ? V - v0 : bv;

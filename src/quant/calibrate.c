@@ -1032,6 +1032,7 @@ void cslim_quant_report_free(cslim_quant_report *r) {
 cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep) {
   memset(rep, 0, sizeof *rep);
   double t_start = cslim_now();
+  const int64_t disk0 = cslim_disk_bytes_read();
   if (!p->model_path || !p->save_path) return cslim_error(CSLIM_ERR_INVALID, "model and save paths are required");
   if (!p->calib_data) {
     /* data-free: only weight-only and dynamic schemes */
@@ -1251,5 +1252,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   cslim_model_close(m);
   rep->seconds = cslim_now() - t_start;
   rep->peak_rss = cslim_peak_rss();
+  const int64_t disk1 = cslim_disk_bytes_read();
+  rep->disk_read = disk0 >= 0 && disk1 >= disk0 ? disk1 - disk0 : -1;
   return rc;
 }

@@ -135,9 +135,12 @@ void cslim_gpu_calib_end(cslim_model *m) {
   m->defer_linears = 0;
 }
 
-int cslim_gpu_calib_flex_begin(const float *X, int rows, int n, const float *W, int out, double *ref_rows) {
+int cslim_gpu_calib_flex_begin(const float *X, int rows, int n, const float *const *W, const int *outs, int parts,
+                               double *ref_rows) {
+  int out = 0;
+  for (int p = 0; p < parts; p++) out += outs[p];
   if (!g_running || !eng() || rows <= 0 || n <= 0 || out <= 0) return 0;
-  if (eng()->flex_begin(X, rows, n, W, out, ref_rows)) {
+  if (eng()->flex_begin(X, rows, n, W, outs, parts, ref_rows)) {
     engine_error("the m6 search");
     return -1;
   }
@@ -170,6 +173,7 @@ static cslim_status upload_linear(cslim_model *m, cslim_layer *l, cslim_linear *
     }
     if (eng()->set_weight(x->slot, gpu_dtype(t->dtype), data, x->out, x->in, ld, x->layout == CSLIM_W_COLS_T, x->b))
       return engine_error(x->name);
+    cslim_st_note_read(m->st, t);
     /* on the GPU now: the page cache may drop it (a fused tensor's expert slab once its last projection,
      * up or down, is up) */
     if (x->layout == CSLIM_W_PLAIN || (x->slot - 8) % 3 != 0) cslim_linear_release_source(m, x);
@@ -244,10 +248,13 @@ static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *s
     if (d->mn) emn[e] = d->mn, emx[e] = d->mx;
   }
   /* the weights as the statistics see them (rotated, not yet smoothed); the experts only when their block runs */
+  const double t0 = cslim_now();
   if (!rc) rc = upload_layer(c->m, l, experts, 1);
+  const double t1 = cslim_now();
   /* sample[0..3] / sample_rows[0..3]: the groups the engine samples (n is 5 + 2E, never fewer) */
   if (!rc && eng()->channel_pass(mn, mx, sample, sample_rows, cap, emn, emx, tok))
     rc = engine_error("the statistics pass");
+  CSLIM_DEBUG("layer %d: statistics upload %.3f s, channel pass %.3f s", l->index, t1 - t0, cslim_now() - t1);
   for (int e = 0; e < E && experts && !rc; e++)
     if (emn[e]) st[5 + 2 * e + 1].rows += tok[e];
   free(emn);
@@ -261,8 +268,12 @@ static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *s
 
 cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l, cslim_acts *a) {
   chan_ctx c = {m};
+  const double t0 = cslim_now();
   cslim_status rc = cslim_xform_layer_observed(xf, l, a, observe_channels, &c);
-  return rc ? rc : cslim_gpu_calib_upload(m, l);
+  const double t1 = cslim_now();
+  if (!rc) rc = cslim_gpu_calib_upload(m, l);
+  CSLIM_DEBUG("layer %d: transforms %.3f s, upload of the transformed layer %.3f s", l->index, t1 - t0, cslim_now() - t1);
+  return rc;
 }
 
 cslim_status cslim_gpu_calib_observe(cslim_layer *l, int hist, cslim_observer **obs, int n_groups, int *tokens) {
