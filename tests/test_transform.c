@@ -320,6 +320,18 @@ static void test_flex_search(void **s) {
   assert_int_equal(cslim_flex_search(X, rows, n, W, out, a, w, &al, &be, &err), CSLIM_OK);
   assert_true(al > 0.2 && al <= 1.0);
   assert_true(be >= 0.0 && be <= 1.0);
+  /* the weights in three parts (as q, k, v): the same search to the last bit as the stacked copy */
+  const float *parts[3] = {W, W + 10 * n, W + 30 * n};
+  const int outs[3] = {10, 20, out - 30};
+  double al3, be3, err3;
+  assert_int_equal(cslim_flex_search_parts(X, rows, n, parts, outs, 3, a, w, &al3, &be3, &err3), CSLIM_OK);
+  assert_true(al3 == al && be3 == be && err3 == err);
+  /* a mutation of one part's row is seen (each part is read, where the stack says) */
+  const float keep = W[35 * n + 5];
+  W[35 * n + 5] += 3.0f;
+  assert_int_equal(cslim_flex_search_parts(X, rows, n, parts, outs, 3, a, w, &al3, &be3, &err3), CSLIM_OK);
+  assert_true(err3 != err);
+  W[35 * n + 5] = keep;
   /* α = 0, β = 0 (no smoothing) for comparison: one-point search */
   float ones[64];
   for (int c = 0; c < n; c++) ones[c] = 1.0f;

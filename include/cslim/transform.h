@@ -92,6 +92,10 @@ void cslim_smooth_scale(const float *a, const float *w, int n, double alpha, dou
  * symmetric int8 fake quantization. */
 cslim_status cslim_flex_search(const float *X, int rows, int n, const float *W, int out, const float *a,
                                const float *w, double *alpha, double *beta, double *err);
+/* The same with the targets' weights in parts (q, k, v; gate, up): W[p] [outs[p]][n], as if stacked
+ * one after the other — the same α, β and error, without the stacked copy. */
+cslim_status cslim_flex_search_parts(const float *X, int rows, int n, const float *const *W, const int *outs, int parts,
+                                     const float *a, const float *w, double *alpha, double *beta, double *err);
 
 #ifdef __cplusplus
 }

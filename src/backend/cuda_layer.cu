@@ -2025,7 +2025,10 @@ static void flex_drop(void) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
 }
 
-static int flex_begin(const float *X, int rows, int n, const float *W, int out, double *ref_rows) {
+static int flex_begin(const float *X, int rows, int n, const float *const *W, const int *outs, int parts,
+                      double *ref_rows) {
+  int out = 0;
+  for (int p = 0; p < parts; p++) out += outs[p];
   const size_t nx = (size_t)rows * n, nw = (size_t)out * n, ny = (size_t)rows * out;
   TRY(grow(&G.fx, nx * 4));
   TRY(grow(&G.fxs, nx * 4));
@@ -2037,7 +2040,8 @@ static int flex_begin(const float *X, int rows, int n, const float *W, int out, 
   TRY(grow(&G.ferr, (size_t)rows * 8));
   G.f_rows = rows, G.f_n = n, G.f_out = out;
   CK(cudaMemcpyAsync(G.fx.p, X, nx * 4, cudaMemcpyHostToDevice, G.st));
-  CK(cudaMemcpyAsync(G.fw.p, W, nw * 4, cudaMemcpyHostToDevice, G.st));
+  for (int p = 0, o0 = 0; p < parts; o0 += outs[p++])
+    CK(cudaMemcpyAsync(F(G.fw) + (size_t)o0 * n, W[p], (size_t)outs[p] * n * 4, cudaMemcpyHostToDevice, G.st));
   gemm_ordered_launch(G.st, 1, 1, rows, out, n, 1.0f, F(G.fx), n, 0, F(G.fw), n, 0, 1, F(G.fref), out, 0);
   cslim_cuda_flex_err(G.st, F(G.fref), NULL, rows, out, (double *)G.ferr.p);
   CK(cudaGetLastError());
@@ -2046,10 +2050,11 @@ static int flex_begin(const float *X, int rows, int n, const float *W, int out, 
   return 0;
 }
 
-static int api_flex_begin(const float *X, int rows, int n, const float *W, int out, double *ref_rows) {
+static int api_flex_begin(const float *X, int rows, int n, const float *const *W, const int *outs, int parts,
+                          double *ref_rows) {
   use(0);
   if (!G.on) return fail("the m6 search needs the layer engine started");
-  if (flex_begin(X, rows, n, W, out, ref_rows)) {
+  if (flex_begin(X, rows, n, W, outs, parts, ref_rows)) {
     flex_drop();
     return -1;
   }

@@ -124,16 +124,17 @@ typedef struct cslim_gpu_layer_api {
   /* bytes of device memory held now, and the most held so far (on the busiest device) */
   int (*memory)(size_t *now, size_t *peak);
   /* m6's α / β search on the first device (quant/smoother.c): X [rows, n] and W [out, n] (host,
-   * float32) uploaded, ref = X·Wᵀ kept (the ordered product), ref_rows[r] = Σ_c ref² (double
+   * float32; W in parts W[p] [outs[p], n], stacked on the device) uploaded, ref = X·Wᵀ kept (the ordered product), ref_rows[r] = Σ_c ref² (double
    * lanes, model/repro.h). flex_eval(s [n]): xs = X / s, ws = W · s per column, each fake-quantized
    * per row (symmetric int8, fq_rows_sym), y = xs·wsᵀ (ordered), err_rows[r] = Σ_c (y − ref)²
    * (double lanes). flex_end frees what flex_begin took. */
-  int (*flex_begin)(const float *X, int rows, int n, const float *W, int out, double *ref_rows);
+  int (*flex_begin)(const float *X, int rows, int n, const float *const *W, const int *outs, int parts,
+                    double *ref_rows);
   int (*flex_eval)(const float *s, double *err_rows);
   void (*flex_end)(void);
 } cslim_gpu_layer_api;
 
-#define CSLIM_GPU_LAYER_API 9
+#define CSLIM_GPU_LAYER_API 10
 
 /* The module's entry point (dlsym'ed by src/backend/device.c). */
 const cslim_gpu_layer_api *cslim_cuda_layer_api(void);

@@ -53,7 +53,8 @@ size_t cslim_gpu_calib_peak_memory(void);
 /* m6's search evaluations on the GPU while the engine runs (quant/smoother.c): 0 when it does not
  * (the caller scores on the host), 1 when begun (ref_rows filled), or -1 with the error set.
  * See gpu_layer.h's flex_begin / flex_eval. */
-int cslim_gpu_calib_flex_begin(const float *X, int rows, int n, const float *W, int out, double *ref_rows);
+int cslim_gpu_calib_flex_begin(const float *X, int rows, int n, const float *const *W, const int *outs, int parts,
+                               double *ref_rows);
 cslim_status cslim_gpu_calib_flex_eval(const float *s, double *err_rows);
 void cslim_gpu_calib_flex_end(void);
 

@@ -94,15 +94,32 @@ void smooth_absmax(const cslim_chstats *st, const float *shift, float *a) {
   }
 }
 
-void smooth_col_absmax(const float *w, int out, int in, float *acc) {
-  for (int o = 0; o < out; o++) {
-    const float *r = w + (size_t)o * (size_t)in;
-    for (int c = 0; c < in; c++) {
-      float v = fabsf(r[c]);
-      acc[c] = v > acc[c] ? v : acc[c];
+/* Column maxima of a [out][in] weight, row blocks on the threads, each into its own partial row, then
+ * merged: max is exact, so the result does not depend on the threads. */
+void smooth_col_max(const float *w, int out, int in, int absolute, float *acc) {
+  const int nt = out >= 256 ? omp_get_max_threads() : 1;
+  float *part = nt > 1 ? malloc((size_t)nt * (size_t)in * sizeof(float)) : NULL;
+  const int T = part ? nt : 1;
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    const int t = omp_get_thread_num();
+    float *p = part ? part + (size_t)t * (size_t)in : acc;
+    if (part)
+      for (int c = 0; c < in; c++) p[c] = -INFINITY;
+    for (int o = (int)((int64_t)out * t / T); o < (int)((int64_t)out * (t + 1) / T); o++) {
+      const float *r = w + (size_t)o * (size_t)in;
+      for (int c = 0; c < in; c++) {
+        float v = absolute ? fabsf(r[c]) : r[c];
+        p[c] = v > p[c] ? v : p[c];
+      }
     }
   }
+  for (int t = 0; part && t < T; t++)
+    for (int c = 0; c < in; c++) acc[c] = part[(size_t)t * in + c] > acc[c] ? part[(size_t)t * in + c] : acc[c];
+  free(part);
 }
+
+void smooth_col_absmax(const float *w, int out, int in, float *acc) { smooth_col_max(w, out, in, 1, acc); }
 
 void smooth_flex_scale(const float *a, const float *w, int n, double alpha, double beta, float *s) {
   for (int c = 0; c < n; c++) {
@@ -157,8 +174,10 @@ void fq_tensor_asym(float *x, size_t n) {
  * (gpu_layer.h's flex_eval) bit for bit: the ordered product (model/repro.h),
  * per row Σ (y - y_ref)² in double lanes, the rows added in order. */
 typedef struct flex_ws {
-  const float *X, *W, *a, *w;
-  int rows, n, out, gpu;
+  const float *X, *a, *w;
+  const float *const *W; /* the targets' weights, W[p] [outs[p]][n], one after the other */
+  const int *outs;
+  int parts, rows, n, out, gpu;
   float *xs, *ws, *y, *s, *yref;
   double *row_err, ref_sq;
 } flex_ws;
@@ -179,9 +198,13 @@ static cslim_status flex_eval(flex_ws *f, double alpha, double beta, double *err
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < f->rows; r++)
       for (int c = 0; c < n; c++) f->xs[(size_t)r * n + c] = f->X[(size_t)r * n + c] / f->s[c];
+    for (int p = 0, o0 = 0; p < f->parts; o0 += f->outs[p++]) {
+      const float *W = f->W[p];
+      float *ws = f->ws + (size_t)o0 * n;
 #pragma omp parallel for schedule(static)
-    for (int o = 0; o < f->out; o++)
-      for (int c = 0; c < n; c++) f->ws[(size_t)o * n + c] = f->W[(size_t)o * n + c] * f->s[c];
+      for (int o = 0; o < f->outs[p]; o++)
+        for (int c = 0; c < n; c++) ws[(size_t)o * n + c] = W[(size_t)o * n + c] * f->s[c];
+    }
     fq_rows_sym(f->xs, f->rows, n);
     fq_rows_sym(f->ws, f->out, n);
     cslim_status rc = cslim_gemm_ordered(1, f->rows, f->out, n, 1.0f, f->xs, n, f->ws, n, f->y, f->out,
@@ -203,7 +226,14 @@ static void flex_free(flex_ws *f) {
 
 cslim_status cslim_flex_search(const float *X, int rows, int n, const float *W, int out, const float *a,
                                const float *w, double *alpha, double *beta, double *err) {
-  flex_ws f = {X, W, a, w, rows, n, out, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0};
+  return cslim_flex_search_parts(X, rows, n, &W, &out, 1, a, w, alpha, beta, err);
+}
+
+cslim_status cslim_flex_search_parts(const float *X, int rows, int n, const float *const *W, const int *outs, int parts,
+                                     const float *a, const float *w, double *alpha, double *beta, double *err) {
+  int out = 0;
+  for (int p = 0; p < parts; p++) out += outs[p];
+  flex_ws f = {X, a, w, W, outs, parts, rows, n, out, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0};
   f.s = malloc((size_t)n * sizeof(float));
   f.row_err = malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double));
   if (!f.s || !f.row_err) {
@@ -211,7 +241,8 @@ cslim_status cslim_flex_search(const float *X, int rows, int n, const float *W, 
     return cslim_error(CSLIM_ERR_NOMEM, "out of memory for the flex smooth search (%d x %d)", rows, out);
   }
   /* on the GPU while the layer engine runs: X and W uploaded once, each candidate scored there */
-  int g = cslim_gpu_calib_flex_begin(X, rows, n, W, out, f.row_err);
+  const double t0 = cslim_now();
+  int g = cslim_gpu_calib_flex_begin(X, rows, n, W, outs, parts, f.row_err);
   if (g < 0) {
     flex_free(&f);
     return cslim_errcode();
@@ -223,8 +254,11 @@ cslim_status cslim_flex_search(const float *X, int rows, int n, const float *W, 
     f.y = malloc((size_t)rows * (size_t)out * sizeof(float));
     f.yref = malloc((size_t)rows * (size_t)out * sizeof(float));
     cslim_status rc = f.xs && f.ws && f.y && f.yref
-                          ? cslim_gemm_ordered(1, rows, out, n, 1.0f, X, n, W, n, f.yref, out, omp_get_max_threads())
+                          ? CSLIM_OK
                           : cslim_error(CSLIM_ERR_NOMEM, "out of memory for the flex smooth search (%d x %d)", rows, out);
+    /* the reference X·Wᵀ, part by part into its columns (each element one ordered chain: the same as stacked) */
+    for (int p = 0, o0 = 0; p < parts && !rc; o0 += outs[p++])
+      rc = cslim_gemm_ordered(1, rows, outs[p], n, 1.0f, X, n, W[p], n, f.yref + o0, out, omp_get_max_threads());
     if (rc) {
       flex_free(&f);
       return rc;
@@ -233,6 +267,7 @@ cslim_status cslim_flex_search(const float *X, int rows, int n, const float *W, 
     for (int r = 0; r < rows; r++) f.row_err[r] = cslim_sum_squares(f.yref + (size_t)r * out, NULL, out);
   }
   f.ref_sq = sum_rows(f.row_err, rows);
+  const double t1 = cslim_now();
   /* phase 1: α in 0, 0.05, .., 1 with β = 1 - α (ties: the later α) */
   double best = INFINITY, ba = 0.5, bb = 0.5, e = 0.0;
   cslim_status rc = CSLIM_OK;
@@ -252,5 +287,7 @@ cslim_status cslim_flex_search(const float *X, int rows, int n, const float *W, 
   *beta = b2;
   *err = best;
   flex_free(&f);
+  CSLIM_DEBUG("flex search [%d x %d] x [%d x %d]%s: set-up %.3f s, 42 candidates %.3f s", rows, n, out, n,
+              g ? " on the GPU" : "", t1 - t0, cslim_now() - t1);
   return rc;
 }

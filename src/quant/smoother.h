@@ -7,7 +7,8 @@
 
 /* a[c] = max(|mn_c - z_c|, |mx_c - z_c|) (z = NULL: no shift) */
 void smooth_absmax(const cslim_chstats *st, const float *shift, float *a);
-/* acc[c] = max(acc[c], max_o |w[o][c]|) */
+/* acc[c] = max(acc[c], max_o |w[o][c]|), or of w[o][c] itself (absolute 0); threaded */
+void smooth_col_max(const float *w, int out, int in, int absolute, float *acc);
 void smooth_col_absmax(const float *w, int out, int in, float *acc);
 
 /* flex smooth's scale: s_c = max(a_c^α / max(w_c, 1e-5)^β, 1e-5); 1 where a_c = 0 */

@@ -155,8 +155,7 @@ static cslim_status add_wv(cslim_linear *l, const float *v) {
 /* signed max over rows of W[:,c] (iter-smooth's target statistic, spec §3.12) */
 static void col_signed_max(const float *w, int out, int in, float *acc) {
   for (int c = 0; c < in; c++) acc[c] = -INFINITY;
-  for (int o = 0; o < out; o++)
-    for (int c = 0; c < in; c++) acc[c] = w[(size_t)o * in + c] > acc[c] ? w[(size_t)o * in + c] : acc[c];
+  smooth_col_max(w, out, in, 0, acc);
 }
 
 /* ---- rotation -------------------------------------------------------------------------------------- */
@@ -317,22 +316,6 @@ static cslim_status fold_norm(float *gamma, float **beta, cslim_linear **tg, int
   return CSLIM_OK;
 }
 
-/* W = the targets' weights stacked [Σ out][n] */
-static float *stack_weights(cslim_linear **tg, int nt, int *out) {
-  int tot = 0;
-  for (int j = 0; j < nt; j++) tot += tg[j]->out;
-  size_t n = (size_t)tg[0]->in;
-  float *w = malloc((size_t)tot * n * sizeof(float));
-  if (!w) return NULL;
-  size_t o = 0;
-  for (int j = 0; j < nt; j++) {
-    memcpy(w + o * n, tg[j]->w, (size_t)tg[j]->out * n * sizeof(float));
-    o += (size_t)tg[j]->out;
-  }
-  *out = tot;
-  return w;
-}
-
 static cslim_status smooth_norm(cslim_xform *x, cslim_layer *l, cslim_input_kind kind) {
   const cslim_text_config *t = &x->m->cfg.text;
   const int n = t->hidden_size;
@@ -372,13 +355,12 @@ static cslim_status smooth_norm(cslim_xform *x, cslim_layer *l, cslim_input_kind
       break;
     }
     case CSLIM_ANTI_M6: {
-      int tot;
-      float *W = stack_weights(tg, nt, &tot);
+      const float *W[3];
+      int outs[3];
+      for (int j = 0; j < nt; j++) W[j] = tg[j]->w, outs[j] = tg[j]->out;
       double al, be, err;
       smooth_absmax(st, NULL, a);
-      rc = W ? cslim_flex_search(x->sample[kind], x->sample_rows[kind], n, W, tot, a, w, &al, &be, &err)
-             : cslim_error(CSLIM_ERR_NOMEM, "out of memory");
-      free(W);
+      rc = cslim_flex_search_parts(x->sample[kind], x->sample_rows[kind], n, W, outs, nt, a, w, &al, &be, &err);
       if (!rc) smooth_flex_scale(a, w, n, al, be, s);
       break;
     }
@@ -455,6 +437,7 @@ static cslim_status updown_scale(cslim_xform *x, const cslim_chstats *st, const 
 
 static cslim_status smooth_layer(cslim_xform *x, cslim_layer *l) {
   cslim_status rc = CSLIM_OK;
+  const double tud = cslim_now();
   /* up-down */
   if ((x->sg & CSLIM_SG_UP_DOWN) && !l->is_moe && x->st[CSLIM_IN_DOWN].rows) {
     float *s = malloc((size_t)l->down.in * sizeof(float));
@@ -485,11 +468,16 @@ static cslim_status smooth_layer(cslim_xform *x, cslim_layer *l) {
       x->exp_scale[e] = s;
     }
   }
+  const double t0 = cslim_now();
   /* ov */
   if (!rc && (x->sg & CSLIM_SG_OV)) rc = smooth_ov(x, l);
+  const double t1 = cslim_now();
   /* norm-linear */
   if (!rc && (x->sg & CSLIM_SG_NORM_LINEAR)) rc = smooth_norm(x, l, CSLIM_IN_QKV);
+  const double t2 = cslim_now();
   if (!rc && (x->sg & CSLIM_SG_NORM_LINEAR) && !l->is_moe) rc = smooth_norm(x, l, CSLIM_IN_GATE_UP);
+  CSLIM_DEBUG("layer %d: up-down %.3f s, o-v %.3f s, norm-qkv %.3f s, norm-gate/up %.3f s", l->index, t0 - tud, t1 - t0,
+              t2 - t1, cslim_now() - t2);
   return rc;
 }
 
@@ -518,8 +506,11 @@ static cslim_status xform_layer(cslim_xform *x, cslim_layer *l, cslim_acts *stat
   if (x->R) rc = rotate_layer(x, l);
   if (!rc && x->anti != CSLIM_ANTI_NONE && (stats || observe)) {
     x->acts = stats;
+    const double t0 = cslim_now();
     rc = stats_pass(x, l, stats, observe, octx);
+    const double t1 = cslim_now();
     if (!rc) rc = smooth_layer(x, l);
+    CSLIM_DEBUG("layer %d: smoothing statistics %.3f s, scales and fold %.3f s", l->index, t1 - t0, cslim_now() - t1);
     free_stats(x);
   }
   if (rc) cslim_error_context("layer %d", l->index);
@@ -558,6 +549,7 @@ void cslim_xform_layer_done(cslim_xform *x) {
 static cslim_status put_rotated_rows(cslim_xform *x, cslim_exporter *ex, const cslim_tensor *src,
                                      const float *colscale) {
   const cslim_st *st = cslim_model_checkpoint(x->m);
+  cslim_st_note_read(st, src);
   const size_t rows = (size_t)src->shape[0], cols = (size_t)src->shape[1], es = cslim_dtype_size(src->dtype);
   size_t chunk = ((size_t)4 << 20) / cols;
   chunk = chunk ? chunk : 1;
@@ -621,6 +613,7 @@ cslim_status cslim_xform_put_outer(cslim_xform *x, cslim_exporter *ex, const csl
   float *f = malloc((size_t)src->numel * sizeof(float));
   if (!f) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   cslim_convert_to_f32_mt(src->dtype, src->data, f, (size_t)src->numel);
+  cslim_st_note_read(cslim_model_checkpoint(x->m), src);
   if (w) rc = cslim_rotation_apply_left(x->R, f, (int)src->shape[1]);
   else cslim_rotation_apply_rows(x->R, f, 1);
   if (!rc) rc = cslim_exporter_put_f32(ex, src->name, f);
