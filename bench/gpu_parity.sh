@@ -10,7 +10,8 @@
 # W8A16, W4A8 SSZ, one expert kept float, the experts split into many waves), with m1 / m4
 # smoothing and QuaRot (statistics on the GPU, weights transformed on the host), m2 / m6 (their
 # samples from the GPU, m6's search on the GPU, m2's on the host) and the default recipe
-# (iter_smooth; on the MoE model every expert's up-down, its statistics from the GPU's MoE block). tiny-qwen3-vl calibrates on the images of IMAGES (default
+# (iter_smooth; on the MoE model every expert's up-down, its statistics from the GPU's MoE block, its
+# scales applied to the experts on the GPU). tiny-qwen3-vl calibrates on the images of IMAGES (default
 # FIXTURES_DIR/../calib/images: the deepstack features added on the GPU), and a Qwen3-VL-MoE made
 # from it (bench/vl_moe_model: the Hub's fused [E, H, 2I] experts, transposed on the GPU) on text and
 # on images, and W8A8S (the sparse quantizer on the host, its codes uploaded). With fp32 GEMMs every case
@@ -92,6 +93,10 @@ case " ${CASES:-vl-moe} " in *" vl-moe"*)
 esac
 run_case vl-moe-w8a8 "$T/tiny-qwen3-vl-moe" --quant_type w8a8
 CAL=$IMAGES run_case vl-moe-w8a8-images "$T/tiny-qwen3-vl-moe" --quant_type w8a8 --act_method 2
+# every expert's up-down without rotation on the fused experts: they go up as stored (transposed on
+# the GPU) for the statistics, and the smoothing's scales are applied there (scale_weight)
+run_case vl-moe-recipe-default "$T/tiny-qwen3-vl-moe" --model_type Qwen3-VL-30B-A3B \
+  --config_path recipes/default/default-w8a8.yaml
 # the Qwen3-VL-MoE best practice: QuaRot (32-blocks), iter_smooth with every expert's up-down, images
 CAL=$IMAGES run_case vl-moe-recipe "$T/tiny-qwen3-vl-moe" --model_type Qwen3-VL-30B-A3B \
   --config_path recipes/qwen3_vl_moe/qwen3_vl_moe_w8a8.yaml

@@ -150,7 +150,8 @@ typedef struct ctx {
   // the MoE block over all rows: normed input, output, router logits, top-k; a wave's expert rows; the plan
   buf xa, mo, logits, sel, wts, xe, eg, eu, ye, tab;
   moe_plan m;
-  buf wt; // a transposed weight as it arrives (set_weight)
+  buf wt;  // a transposed weight as it arrives (set_weight); a weight converted to float32 (scale_weight)
+  buf scl; // scale_weight's column and row scales
   buf ds; // deepstack rows and features (add_rows)
   // m6's search (device 0): X, W, their fake-quantized scaled copies, the product, the reference, s, row errors
   buf fx, fw, fxs, fws, fy, fref, fs, ferr;
@@ -232,6 +233,18 @@ __global__ void k_add_rows(float *h, int H, const int *rows, const float *x, int
 __global__ void k_to_f32(const void *w, int dtype, size_t n, float *y) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
     y[i] = load_w(w, dtype, i);
+}
+
+// w [out, in] · diag(col_mul), then row o times 1 / row_div[o] (either NULL): the host's scale_cols / div_rows
+// (quant/transform.c), the same float32 operations
+__global__ void k_scale_weight(float *w, int out, int in, const float *col_mul, const float *row_div) {
+  const size_t n = (size_t)out * in;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    float v = w[i];
+    if (col_mul) v *= col_mul[i % in];
+    if (row_div) v *= 1.0f / row_div[i / in];
+    w[i] = v;
+  }
 }
 
 __global__ void k_to_bf16(const void *w, int dtype, size_t n, __nv_bfloat16 *y) {
@@ -1428,7 +1441,7 @@ static void dev_end(float *h) {
   buf *all[] = {&G.h,  &G.cos_t, &G.sin_t, &G.hs,    &G.xn,  &G.q,   &G.k,    &G.v,   &G.ctx, &G.o,
                 &G.g,  &G.u,     &G.S,     &G.aptr, &G.xq,    &G.acc, &G.rs,  &G.xb,   &G.stats, &G.hist, &G.tmp,
                 &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.xe,  &G.eg,   &G.eu,  &G.ye,  &G.tab, &G.chan, &G.ssz,
-                &G.wt, &G.ds,  &G.samp, &G.fx, &G.fw, &G.fxs, &G.fws, &G.fy, &G.fref, &G.fs, &G.ferr, &G.echan};
+                &G.wt, &G.ds,  &G.samp, &G.fx, &G.fw, &G.fxs, &G.fws, &G.fy, &G.fref, &G.fs, &G.ferr, &G.echan, &G.scl};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
   for (int i = 0; i < 6; i++) drop(&G.norm[i]);
   for (int i = 0; G.s && i < G.n_slots; i++) {
@@ -1619,6 +1632,39 @@ static int api_set_weight(int si, int dtype, const void *w, int out, int in, siz
   for (int i = 0; i < g_ndev; i++) {
     use(i);
     TRY(dev_set_weight(si, dtype, w, out, in, ld, transposed, bias));
+  }
+  use(0);
+  return 0;
+}
+
+static int dev_scale_weight(int si, const float *col_mul, const float *row_div) {
+  if (si < 0 || si >= G.n_slots) return fail("slot %d out of range", si);
+  slot *s = &G.s[si];
+  if (!s->loaded) return fail("slot %d has no weights", si);
+  const size_t n = (size_t)s->out * s->in;
+  if (s->dtype != CSLIM_GPU_F32) { // as stored (bf16 / f16) -> float32 first: exact, as the host's conversion
+    TRY(grow(&G.wt, n * 4));
+    k_to_f32<<<grid_for(n), 256, 0, G.st>>>(s->w.p, s->dtype, n, F(G.wt));
+    CK(cudaStreamSynchronize(G.st));
+    TRY(grow(&s->w, n * 4));
+    CK(cudaMemcpyAsync(s->w.p, G.wt.p, n * 4, cudaMemcpyDeviceToDevice, G.st));
+    s->dtype = CSLIM_GPU_F32;
+  }
+  TRY(grow(&G.scl, (size_t)(s->in + s->out) * 4));
+  float *cm = col_mul ? F(G.scl) : NULL, *rd = row_div ? F(G.scl) + s->in : NULL;
+  if (cm) CK(cudaMemcpyAsync(cm, col_mul, (size_t)s->in * 4, cudaMemcpyHostToDevice, G.st));
+  if (rd) CK(cudaMemcpyAsync(rd, row_div, (size_t)s->out * 4, cudaMemcpyHostToDevice, G.st));
+  k_scale_weight<<<grid_for(n), 256, 0, G.st>>>(F(s->w), s->out, s->in, cm, rd);
+  CK(cudaGetLastError());
+  CK(cudaStreamSynchronize(G.st)); // the host's scales may go once this returns
+  s->fresh = 1;
+  return 0;
+}
+
+static int api_scale_weight(int si, const float *col_mul, const float *row_div) {
+  for (int i = 0; i < g_ndev; i++) {
+    use(i);
+    TRY(dev_scale_weight(si, col_mul, row_div));
   }
   use(0);
   return 0;
@@ -2104,6 +2150,6 @@ static const cslim_gpu_layer_api g_api = {
     CSLIM_GPU_LAYER_API, api_last_error,      api_set_devices, api_begin,       api_end,        api_set_norms,
     api_set_weight,      api_float_pass,      api_channel_pass, api_expert_on_all, api_quantize_weight, api_set_codes,
     api_set_qlinear,     api_quant_pass,      api_add_rows,    api_host_alloc,  api_host_free,  api_memory,
-    api_flex_begin,      api_flex_eval,       api_flex_end};
+    api_flex_begin,      api_flex_eval,       api_flex_end,    api_scale_weight};
 
 extern "C" const cslim_gpu_layer_api *cslim_cuda_layer_api(void) { return &g_api; }

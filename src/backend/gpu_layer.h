@@ -132,9 +132,14 @@ typedef struct cslim_gpu_layer_api {
                     double *ref_rows);
   int (*flex_eval)(const float *s, double *err_rows);
   void (*flex_end)(void);
+  /* a set weight, in place on every device: w[o][c] · col_mul[c], then · (1 / row_div[o]) (either
+   * NULL; the bias is left as it is) — the host's scale_cols / div_rows, the same float32 operations.
+   * A weight set as stored (bf16 / f16) is converted to float32 first. Every expert's up-down
+   * smoothing applies its scales this way instead of converting and uploading the experts again. */
+  int (*scale_weight)(int slot, const float *col_mul, const float *row_div);
 } cslim_gpu_layer_api;
 
-#define CSLIM_GPU_LAYER_API 10
+#define CSLIM_GPU_LAYER_API 11
 
 /* The module's entry point (dlsym'ed by src/backend/device.c). */
 const cslim_gpu_layer_api *cslim_cuda_layer_api(void);

@@ -526,6 +526,10 @@ cslim_status cslim_xform_layer_observed(cslim_xform *x, cslim_layer *l, cslim_ac
   return xform_layer(x, l, rows, observe, ctx);
 }
 
+const float *const *cslim_xform_expert_scales(const cslim_xform *x) {
+  return x ? (const float *const *)x->exp_scale : NULL;
+}
+
 void cslim_xform_layer_done(cslim_xform *x) {
   if (!x) return;
   if (x->m->on_convert_ctx == x) {

@@ -46,6 +46,10 @@ typedef cslim_status (*cslim_xform_observer)(void *ctx, cslim_layer *l, cslim_ch
 cslim_status cslim_xform_layer_observed(cslim_xform *x, cslim_layer *l, cslim_acts *rows, cslim_xform_observer observe,
                                         void *ctx);
 void cslim_xform_layer_done(cslim_xform *x);
+/* Every expert's up→down scales of the current layer (s[e] [moe_inter], NULL for an expert left as
+ * it is), or NULL when the layer has none. Expert e's up rows are divided by s[e], its down columns
+ * multiplied (on conversion, or by whoever holds the weights: the GPU engine). */
+const float *const *cslim_xform_expert_scales(const cslim_xform *x);
 
 /* Write a tensor outside the decoder layers that the transforms change
  * (embedding, final norm, lm_head, merger output Linears); *done = 0 when it
