@@ -107,6 +107,8 @@ void cslim_set_interrupted(int on);
 double cslim_now(void);
 /* Peak resident set size of this process, bytes (0 if unknown). */
 uint64_t cslim_peak_rss(void);
+/* Resident set size now, bytes (0 if unknown). */
+uint64_t cslim_current_rss(void);
 /* Bytes this process has had the kernel fetch from storage so far (Linux /proc/self/io read_bytes:
  * reads and page faults that missed the page cache, all threads); -1 if unknown. */
 int64_t cslim_disk_bytes_read(void);

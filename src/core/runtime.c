@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 /* OpenBLAS exports this; declared here so that the public headers do not
  * depend on cblas.h. */
@@ -25,6 +26,16 @@ uint64_t cslim_peak_rss(void) {
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
   return (uint64_t)ru.ru_maxrss * 1024u; /* Linux reports kilobytes */
+}
+
+uint64_t cslim_current_rss(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long long size = 0, resident = 0;
+  const int n = fscanf(f, "%llu %llu", &size, &resident);
+  fclose(f);
+  const long ps = sysconf(_SC_PAGESIZE);
+  return n == 2 && ps > 0 ? (uint64_t)resident * (uint64_t)ps : 0;
 }
 
 int64_t cslim_disk_bytes_read(void) {

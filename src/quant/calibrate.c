@@ -1190,7 +1190,9 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     int E = t->num_experts;
     layer_out lo = {&rep->layers[l], rep->expert_tokens + (size_t)l * (size_t)(E ? E : 1),
                     rep->expert_fallback + (size_t)l * (size_t)(E ? E : 1)};
+    CSLIM_DEBUG("layer %d: loaded and transformed; RSS %.0f MB", l, (double)cslim_current_rss() / 1e6);
     if (!rc) rc = ds ? calibrate_layer(&c, a, ex, &lo, rep) : quantize_layer_data_free(&c, ex, &lo, rep);
+    CSLIM_DEBUG("layer %d: calibrated and quantized; RSS %.0f MB", l, (double)cslim_current_rss() / 1e6);
     if (!rc && !ds && anti) rc = cslim_layer_forward(m, c.layer, anti, NULL, NULL); /* float: nothing quantized ran */
     if (!rc) rc = write_layer(&c, &job, ex, rep);
     layer_cleanup(&c);
@@ -1198,6 +1200,8 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     cslim_layer_free(m, c.layer);
     c.layer = NULL;
     rep->layers[l].seconds = cslim_now() - t0;
+    CSLIM_DEBUG("layer %d: done in %.3f s; RSS %.0f MB (peak %.0f MB)", l, rep->layers[l].seconds,
+                (double)cslim_current_rss() / 1e6, (double)cslim_peak_rss() / 1e6);
     cslim_progress_advance(&prog, 1);
   }
   cslim_status wrc = export_wait(&job, rep);

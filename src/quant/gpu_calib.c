@@ -158,9 +158,9 @@ size_t cslim_gpu_calib_peak_memory(void) { return g_peak; }
 /* One Linear to the GPU: as the checkpoint stores it (m->defer_linears: no transforms; raw: an
  * expert that no transform has changed yet and that is not in host memory), or its float32 host
  * copy (the transforms' output; an expert is converted here, with the transforms' hook, and
- * released again). With keep_pages an expert's checkpoint bytes stay in the page cache (and
- * mapped), for the smoothing's reads that follow. */
-static cslim_status upload_linear(cslim_model *m, cslim_layer *l, cslim_linear *x, int keep_pages, int raw) {
+ * released again). An expert's checkpoint bytes leave the resident set once up (they stay in the
+ * page cache: the smoothing's later reads of down_proj map them again without touching the disk). */
+static cslim_status upload_linear(cslim_model *m, cslim_layer *l, cslim_linear *x, int raw) {
   const cslim_tensor *t = x->src;
   if (m->defer_linears || (raw && x->expert >= 0 && !x->w)) {
     const size_t es = cslim_dtype_size(t->dtype);
@@ -177,7 +177,7 @@ static cslim_status upload_linear(cslim_model *m, cslim_layer *l, cslim_linear *
     cslim_st_note_read(m->st, t);
     /* on the GPU now: the page cache may drop it (a fused tensor's expert slab once its last projection,
      * up or down, is up) */
-    if (!keep_pages && (x->layout == CSLIM_W_PLAIN || (x->slot - 8) % 3 != 0)) cslim_linear_release_source(m, x);
+    if (x->layout == CSLIM_W_PLAIN || (x->slot - 8) % 3 != 0) cslim_linear_release_source(m, x);
     return CSLIM_OK;
   }
   const int had = x->w != NULL;
@@ -185,32 +185,27 @@ static cslim_status upload_linear(cslim_model *m, cslim_layer *l, cslim_linear *
   if (!had && x->expert < 0) return cslim_error(CSLIM_ERR_INVALID, "%s: float weights not loaded", x->name);
   if (!had && (rc = cslim_linear_materialize(m, x))) return rc;
   if (eng()->set_weight(x->slot, CSLIM_GPU_F32, x->w, x->out, x->in, (size_t)x->in, 0, x->b)) rc = engine_error(x->name);
-  if (!had && !l->keep_experts && keep_pages) {
-    free(x->w);
-    x->w = NULL;
-  } else if (!had && !l->keep_experts) {
-    cslim_linear_release(m, x);
-  }
+  if (!had && !l->keep_experts) cslim_linear_release(m, x);
   return rc;
 }
 
 /* The layer's norms and Linears (with_experts 0: attention and a dense MLP only; raw_experts: see
  * upload_linear) */
-static cslim_status upload_layer(cslim_model *m, cslim_layer *l, int with_experts, int keep_pages, int raw_experts) {
+static cslim_status upload_layer(cslim_model *m, cslim_layer *l, int with_experts, int raw_experts) {
   if (eng()->set_norms(l->input_norm, l->input_norm_b, l->post_norm, l->post_norm_b, l->q_norm, l->k_norm, l->is_moe))
     return engine_error("uploading the norms");
   cslim_linear *dense[CSLIM_GPU_DENSE_SLOTS] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down};
   cslim_status rc = CSLIM_OK;
   for (int s = 0; s < (l->is_moe ? 4 : CSLIM_GPU_DENSE_SLOTS) && !rc; s++)
-    rc = upload_linear(m, l, dense[s], keep_pages, 0);
+    rc = upload_linear(m, l, dense[s], 0);
   for (int i = -1; l->is_moe && with_experts && i < 3 * l->n_experts && !rc; i++)
-    rc = upload_linear(m, l, i < 0 ? &l->router : &l->experts[i], keep_pages, raw_experts);
+    rc = upload_linear(m, l, i < 0 ? &l->router : &l->experts[i], raw_experts);
   return rc;
 }
 
 cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l) {
   g_set = l->index & 1;
-  return upload_layer(m, l, 1, 0, 0);
+  return upload_layer(m, l, 1, 0);
 }
 
 static void merge_stats(cslim_observer *o, const cslim_gpu_stats *st, int64_t count, int rows) {
@@ -253,12 +248,13 @@ static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *s
   }
   /* the weights as the statistics see them (rotated, not yet smoothed); the experts only when their block runs */
   const double t0 = cslim_now();
-  if (!rc) rc = upload_layer(c->m, l, experts, 1, c->raw_experts);
+  if (!rc) rc = upload_layer(c->m, l, experts, c->raw_experts);
   const double t1 = cslim_now();
   /* sample[0..3] / sample_rows[0..3]: the groups the engine samples (n is 5 + 2E, never fewer) */
   if (!rc && eng()->channel_pass(mn, mx, sample, sample_rows, cap, emn, emx, tok))
     rc = engine_error("the statistics pass");
-  CSLIM_DEBUG("layer %d: statistics upload %.3f s, channel pass %.3f s", l->index, t1 - t0, cslim_now() - t1);
+  CSLIM_DEBUG("layer %d: statistics upload %.3f s, channel pass %.3f s; RSS %.0f MB", l->index, t1 - t0,
+              cslim_now() - t1, (double)cslim_current_rss() / 1e6);
   for (int e = 0; e < E && experts && !rc; e++)
     if (emn[e]) st[5 + 2 * e + 1].rows += tok[e];
   free(emn);
@@ -276,17 +272,14 @@ static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *s
  * attention and router, which the smoothing may have changed — is uploaded again. */
 static cslim_status upload_smoothed_experts(cslim_model *m, cslim_layer *l, const float *const *es) {
   g_set = l->index & 1;
-  cslim_status rc = upload_layer(m, l, 0, 0, 0);
-  if (!rc) rc = upload_linear(m, l, &l->router, 0, 0);
+  cslim_status rc = upload_layer(m, l, 0, 0);
+  if (!rc) rc = upload_linear(m, l, &l->router, 0);
   for (int e = 0; e < l->n_experts && !rc; e++) {
     if (!es[e]) continue;
     const cslim_linear *up = &l->experts[3 * e + 1], *down = &l->experts[3 * e + 2];
     if (eng()->scale_weight(up->slot, NULL, es[e]) || eng()->scale_weight(down->slot, es[e], NULL))
       rc = engine_error(down->name);
   }
-  /* the statistics upload kept the experts' pages for the smoothing's reads: done with them now */
-  for (int i = 0; i < 3 * l->n_experts && !rc && !l->keep_experts; i++)
-    if (!l->experts[i].w) cslim_linear_release_source(m, &l->experts[i]);
   return rc;
 }
 
@@ -297,7 +290,8 @@ cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_la
   const double t1 = cslim_now();
   const float *const *es = l->is_moe ? cslim_xform_expert_scales(xf) : NULL;
   if (!rc) rc = es ? upload_smoothed_experts(m, l, es) : cslim_gpu_calib_upload(m, l);
-  CSLIM_DEBUG("layer %d: transforms %.3f s, upload of the transformed layer %.3f s", l->index, t1 - t0, cslim_now() - t1);
+  CSLIM_DEBUG("layer %d: transforms %.3f s, upload of the transformed layer %.3f s; RSS %.0f MB", l->index, t1 - t0,
+              cslim_now() - t1, (double)cslim_current_rss() / 1e6);
   return rc;
 }
 
