@@ -266,8 +266,8 @@ static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *s
   return CSLIM_OK;
 }
 
-/* After every expert's up-down smoothing: the experts are on the GPU already (uploaded rotated for
- * the statistics), so their scales are applied there (gate untouched, up ÷ s, down · s: the same
+/* After every expert's up-down smoothing: the experts are on the GPU already (uploaded for the
+ * statistics as stored, or rotated in float32), so their scales are applied there (gate untouched, up ÷ s, down · s: the same
  * float32 operations as the host's conversion hook) and only the rest of the layer — its norms,
  * attention and router, which the smoothing may have changed — is uploaded again. */
 static cslim_status upload_smoothed_experts(cslim_model *m, cslim_layer *l, const float *const *es) {
