@@ -128,12 +128,37 @@ static void test_threads_and_interrupt(void **s) {
   assert_true(cslim_peak_rss() > 0);
 }
 
+/* the resident set follows touched memory; the kernel's disk count never goes back */
+static void test_memory_and_io(void **s) {
+  (void)s;
+  const uint64_t r0 = cslim_current_rss();
+  assert_true(r0 > 0);
+  const size_t n = (size_t)64 << 20;
+  volatile char *p = malloc(n);
+  assert_non_null(p);
+  for (size_t i = 0; i < n; i += 4096) p[i] = (char)i;
+  const uint64_t r1 = cslim_current_rss();
+  assert_true(r1 >= r0 + ((uint64_t)48 << 20));
+  assert_true(cslim_peak_rss() >= r1 - ((uint64_t)1 << 20)); /* ru_maxrss is in kB */
+  free((void *)p);
+  const int64_t d0 = cslim_disk_bytes_read();
+  FILE *f = fopen(tu_fixture("models/tiny-qwen3/config.json"), "rb");
+  assert_non_null(f);
+  char buf[256];
+  while (fread(buf, 1, sizeof buf, f) > 0) {
+  }
+  fclose(f);
+  const int64_t d1 = cslim_disk_bytes_read();
+  assert_true(d0 == -1 ? d1 == -1 : d1 >= d0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_progress_bar),
       cmocka_unit_test(test_log_levels),
       cmocka_unit_test(test_errors_and_context),
       cmocka_unit_test(test_threads_and_interrupt),
+      cmocka_unit_test(test_memory_and_io),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
