@@ -7,6 +7,7 @@
 
 #include "cslim/transform.h"
 #include "model/model_internal.h"
+#include "quant/smoother.h"
 #include "quant/xform.h"
 
 #include <math.h>
@@ -341,10 +342,39 @@ static void test_flex_search(void **s) {
   free(W);
 }
 
+/* the threaded column maxima equal a plain scan, with 1 and 2 threads, signed and absolute; a NaN
+ * never wins, and acc's own values take part */
+static void test_col_max(void **s) {
+  (void)s;
+  const int out = 1001, in = 37;
+  uint64_t st = 11;
+  float *w = malloc((size_t)out * in * sizeof(float));
+  for (int i = 0; i < out * in; i++) w[i] = tu_randf(&st);
+  w[500 * in + 3] = NAN;
+  w[1000 * in + 36] = -9.0f; /* the last row counts */
+  for (int absolute = 0; absolute <= 1; absolute++)
+    for (int threads = 1; threads <= 2; threads++) {
+      cslim_set_threads(threads);
+      float want[37], got[37];
+      for (int c = 0; c < in; c++) want[c] = got[c] = c == 5 ? 50.0f : -INFINITY;
+      for (int o = 0; o < out; o++)
+        for (int c = 0; c < in; c++) {
+          float v = absolute ? fabsf(w[o * in + c]) : w[o * in + c];
+          want[c] = v > want[c] ? v : want[c];
+        }
+      smooth_col_max(w, out, in, absolute, got);
+      assert_memory_equal(got, want, sizeof want);
+      assert_true(got[5] == 50.0f);
+      assert_true(absolute ? got[36] == 9.0f : got[36] < 9.0f);
+    }
+  cslim_set_threads(0);
+  free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hadamard_orders), cmocka_unit_test(test_rotations),
-      cmocka_unit_test(test_rotation_seed),   cmocka_unit_test(test_smooth_scale),
+      cmocka_unit_test(test_rotation_seed),   cmocka_unit_test(test_smooth_scale), cmocka_unit_test(test_col_max),
       cmocka_unit_test(test_flex_search),     cmocka_unit_test(test_observed_statistics),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -65,7 +65,11 @@ void cslim_log(cslim_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 #define CSLIM_WARN(...) cslim_log(CSLIM_LOG_WARN, __VA_ARGS__)
 #define CSLIM_INFO(...) cslim_log(CSLIM_LOG_INFO, __VA_ARGS__)
-#define CSLIM_DEBUG(...) cslim_log(CSLIM_LOG_DEBUG, __VA_ARGS__)
+/* its arguments (timings, the RSS read from /proc) are evaluated only when debug messages are on */
+#define CSLIM_DEBUG(...)                                                                                      \
+  do {                                                                                                        \
+    if (cslim_log_get_level() >= CSLIM_LOG_DEBUG) cslim_log(CSLIM_LOG_DEBUG, __VA_ARGS__);                    \
+  } while (0)
 
 /* ---- threads -------------------------------------------------------------- */
 

@@ -635,9 +635,8 @@ uint64_t cslim_st_total_bytes(const cslim_st *st) {
 
 void cslim_st_note_read(const cslim_st *st, const cslim_tensor *t) {
   cslim_st *s = (cslim_st *)st;
-  const size_t i = (size_t)(t - s->tensors);
-  if (!s->was_read || t < s->tensors || i >= s->ntensors) return;
-  if (!atomic_exchange(&s->was_read[i], 1)) atomic_fetch_add(&s->bytes_read, t->nbytes);
+  if (!s->was_read || t < s->tensors || t >= s->tensors + s->ntensors) return; /* not one of this checkpoint's */
+  if (!atomic_exchange(&s->was_read[t - s->tensors], 1)) atomic_fetch_add(&s->bytes_read, t->nbytes);
 }
 
 void cslim_st_read_f32(cslim_st *st, const cslim_tensor *t, float *dst) {

@@ -94,28 +94,33 @@ void smooth_absmax(const cslim_chstats *st, const float *shift, float *a) {
   }
 }
 
-/* Column maxima of a [out][in] weight, row blocks on the threads, each into its own partial row, then
- * merged: max is exact, so the result does not depend on the threads. */
-void smooth_col_max(const float *w, int out, int in, int absolute, float *acc) {
-  const int nt = out >= 256 ? omp_get_max_threads() : 1;
-  float *part = nt > 1 ? malloc((size_t)nt * (size_t)in * sizeof(float)) : NULL;
-  const int T = part ? nt : 1;
-#pragma omp parallel num_threads(T) if (T > 1)
-  {
-    const int t = omp_get_thread_num();
-    float *p = part ? part + (size_t)t * (size_t)in : acc;
-    if (part)
-      for (int c = 0; c < in; c++) p[c] = -INFINITY;
-    for (int o = (int)((int64_t)out * t / T); o < (int)((int64_t)out * (t + 1) / T); o++) {
-      const float *r = w + (size_t)o * (size_t)in;
-      for (int c = 0; c < in; c++) {
-        float v = absolute ? fabsf(r[c]) : r[c];
-        p[c] = v > p[c] ? v : p[c];
-      }
+static void col_max_rows(const float *w, int o0, int o1, int in, int absolute, float *p) {
+  for (int o = o0; o < o1; o++) {
+    const float *r = w + (size_t)o * (size_t)in;
+    for (int c = 0; c < in; c++) {
+      float v = absolute ? fabsf(r[c]) : r[c];
+      p[c] = v > p[c] ? v : p[c];
     }
   }
-  for (int t = 0; part && t < T; t++)
-    for (int c = 0; c < in; c++) acc[c] = part[(size_t)t * in + c] > acc[c] ? part[(size_t)t * in + c] : acc[c];
+}
+
+/* Column maxima of a [out][in] weight: B row blocks, each into its own partial row (on whichever
+ * thread), then merged in order — a maximum is exact, so the result depends on nothing else. */
+void smooth_col_max(const float *w, int out, int in, int absolute, float *acc) {
+  const int B = out >= 256 ? omp_get_max_threads() : 1;
+  float *part = B > 1 ? malloc((size_t)B * (size_t)in * sizeof(float)) : NULL;
+  if (!part) { /* one block, or no memory for the partial rows */
+    col_max_rows(w, 0, out, in, absolute, acc);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < B; b++) {
+    float *p = part + (size_t)b * (size_t)in;
+    for (int c = 0; c < in; c++) p[c] = -INFINITY;
+    col_max_rows(w, (int)((int64_t)out * b / B), (int)((int64_t)out * (b + 1) / B), in, absolute, p);
+  }
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < in; c++) acc[c] = part[(size_t)b * in + c] > acc[c] ? part[(size_t)b * in + c] : acc[c];
   free(part);
 }
 
