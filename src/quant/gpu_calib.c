@@ -267,9 +267,10 @@ static cslim_status observe_channels(void *ctx, cslim_layer *l, cslim_chstats *s
 }
 
 /* After every expert's up-down smoothing: the experts are on the GPU already (uploaded for the
- * statistics as stored, or rotated in float32), so their scales are applied there (gate untouched, up ÷ s, down · s: the same
- * float32 operations as the host's conversion hook) and only the rest of the layer — its norms,
- * attention and router, which the smoothing may have changed — is uploaded again. */
+ * statistics as stored, or rotated in float32), so their scales are applied there (gate untouched,
+ * up ÷ s, down · s: the same float32 operations as the host's conversion hook). The norms and the
+ * attention, which o-v / norm-qkv smoothing changes, are uploaded again; so is the router (E x H,
+ * unchanged: a MoE layer's post-attention norm is not smoothed), as the full upload would. */
 static cslim_status upload_smoothed_experts(cslim_model *m, cslim_layer *l, const float *const *es) {
   g_set = l->index & 1;
   cslim_status rc = upload_layer(m, l, 0, 0);
