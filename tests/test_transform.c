@@ -11,6 +11,7 @@
 #include "quant/xform.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -371,11 +372,65 @@ static void test_col_max(void **s) {
   free(w);
 }
 
+/* column maxima straight from the checkpoint (smooth_linear_col_max on a Linear not converted) equal those of its
+ * float32 weight, for every expert of layer 0 in the three layouts (per-expert tensors, the Hub's fused [E, in, C]
+ * read transposed, transformers 5's fused [E, R, in] rows) and a dense Linear (o_proj), with 1 and 2 threads; an
+ * existing larger value stays */
+static void col_max_matches(const char *dir) {
+  cslim_model *m;
+  if (cslim_model_open(dir, &m)) fail_msg("%s", cslim_errmsg());
+  m->defer_linears = 1; /* the dense Linears unconverted too */
+  cslim_layer *l;
+  assert_int_equal(cslim_layer_load(m, 0, &l), CSLIM_OK);
+  assert_true(l->is_moe && l->n_experts == 8);
+  int checked = 0;
+  for (int threads = 1; threads <= 2; threads++) {
+    cslim_set_threads(threads);
+    for (int i = -1; i < 3 * l->n_experts; i++) {
+      cslim_linear *e = i < 0 ? &l->o : &l->experts[i];
+      assert_null(e->w);
+      const int in = e->in;
+      float *got = malloc((size_t)in * sizeof(float)), *want = malloc((size_t)in * sizeof(float));
+      for (int absolute = 0; absolute <= 1; absolute++) {
+        for (int c = 0; c < in; c++) got[c] = want[c] = c == 7 ? 1e30f : -INFINITY; /* a value above every weight */
+        assert_int_equal(smooth_linear_col_max(m, e, absolute, got), CSLIM_OK);
+        assert_null(e->w); /* no float32 copy made */
+        assert_int_equal(cslim_linear_materialize(m, e), CSLIM_OK);
+        smooth_col_max(e->w, e->out, e->in, absolute, want);
+        cslim_linear_release(m, e);
+        assert_memory_equal(got, want, (size_t)in * sizeof(float));
+        assert_true(got[7] == 1e30f && got[0] > -INFINITY && (!absolute || got[1] > 0.0f));
+        checked++;
+      }
+      free(got), free(want);
+    }
+  }
+  cslim_set_threads(0);
+  assert_int_equal(checked, 2 * 2 * 25);
+  cslim_layer_free(m, l);
+  cslim_model_close(m);
+}
+
+static void test_linear_col_max(void **s) {
+  (void)s;
+  col_max_matches(tu_fixture("models/tiny-qwen3-moe"));
+  char *root = tu_tmpdir();
+  for (int v5 = 0; v5 < 2; v5++) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/fused%d", root, v5);
+    tu_rewrite_model(tu_fixture("models/tiny-qwen3-moe"), dir, tu_fuse_experts, &v5, NULL);
+    col_max_matches(dir);
+  }
+  tu_rmtree(root);
+  free(root);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hadamard_orders), cmocka_unit_test(test_rotations),
       cmocka_unit_test(test_rotation_seed),   cmocka_unit_test(test_smooth_scale), cmocka_unit_test(test_col_max),
       cmocka_unit_test(test_flex_search),     cmocka_unit_test(test_observed_statistics),
+      cmocka_unit_test(test_linear_col_max),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -170,3 +170,50 @@ void tu_rewrite_model(const char *src, const char *dst, tu_transform fn, void *c
   cslim_st_writer_free(w.w);
   cslim_st_close(st);
 }
+
+/* Fuse the per-expert tensors of tiny-qwen3-moe into gate_up_proj / down_proj:
+ * ctx = 0: the Hub's Qwen3-VL-MoE layout [E, H, 2I] + [E, I, H] (x·W);
+ * ctx = 1: transformers 5's [E, 2I, H] + [E, H, I]. */
+void tu_fuse_experts(tu_writer *w, const cslim_tensor *t, void *ctx) {
+  int v5 = *(int *)ctx;
+  const int E = 8, H = 256, I = 128;
+  int layer;
+  char rest[64];
+  if (sscanf(t->name, "model.layers.%d.mlp.experts.%63s", &layer, rest) != 2) {
+    tu_emit(w, t->name, t->dtype, t->ndim, t->shape, t->data);
+    return;
+  }
+  if (strcmp(rest, "0.gate_proj.weight") != 0) return; /* emit once per layer */
+  static cslim_st *src;
+  if (!src && cslim_st_open(tu_fixture("models/tiny-qwen3-moe"), &src)) fail_msg("%s", cslim_errmsg());
+  char gu[96], dn[96];
+  snprintf(gu, sizeof gu, "model.layers.%d.mlp.experts.gate_up_proj", layer);
+  snprintf(dn, sizeof dn, "model.layers.%d.mlp.experts.down_proj", layer);
+  int64_t sgu[3] = {E, v5 ? 2 * I : H, v5 ? H : 2 * I}, sdn[3] = {E, v5 ? H : I, v5 ? I : H};
+  uint16_t *a = NULL, *b = NULL;
+  if (w && sgu[0]) {
+    a = malloc((size_t)E * H * 2 * I * 2);
+    b = malloc((size_t)E * I * H * 2);
+    for (int e = 0; e < E; e++) {
+      const uint16_t *g = cslim_st_findf(src, "model.layers.%d.mlp.experts.%d.gate_proj.weight", layer, e)->data;
+      const uint16_t *u = cslim_st_findf(src, "model.layers.%d.mlp.experts.%d.up_proj.weight", layer, e)->data;
+      const uint16_t *d = cslim_st_findf(src, "model.layers.%d.mlp.experts.%d.down_proj.weight", layer, e)->data;
+      for (int i = 0; i < I; i++)
+        for (int h = 0; h < H; h++) {
+          if (v5) {
+            a[((size_t)e * 2 * I + i) * H + h] = g[i * H + h];
+            a[((size_t)e * 2 * I + I + i) * H + h] = u[i * H + h];
+            b[((size_t)e * H + h) * I + i] = d[h * I + i];
+          } else {
+            a[((size_t)e * H + h) * 2 * I + i] = g[i * H + h];
+            a[((size_t)e * H + h) * 2 * I + I + i] = u[i * H + h];
+            b[((size_t)e * I + i) * H + h] = d[h * I + i];
+          }
+        }
+    }
+  }
+  tu_emit(w, gu, CSLIM_BF16, 3, sgu, a);
+  tu_emit(w, dn, CSLIM_BF16, 3, sdn, b);
+  free(a);
+  free(b);
+}

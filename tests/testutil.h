@@ -47,3 +47,6 @@ typedef void (*tu_transform)(tu_writer *w, const cslim_tensor *t, void *ctx);
  * and config.json with the (from, to) string replacements (NULL-terminated
  * list of pairs). Other files are copied. */
 void tu_rewrite_model(const char *src, const char *dst, tu_transform fn, void *ctx, const char *const *config_edits);
+/* A tu_transform fusing tiny-qwen3-moe's per-expert tensors into gate_up_proj / down_proj (ctx: an int):
+ * 0: the Hub's Qwen3-VL-MoE layout [E, H, 2I] + [E, I, H] (x·W); 1: transformers 5's [E, 2I, H] + [E, H, I]. */
+void tu_fuse_experts(tu_writer *w, const cslim_tensor *t, void *ctx);

@@ -126,6 +126,66 @@ void smooth_col_max(const float *w, int out, int in, int absolute, float *acc) {
 
 void smooth_col_absmax(const float *w, int out, int in, float *acc) { smooth_col_max(w, out, in, 1, acc); }
 
+#define COL_MAX_CHUNK 64 /* rows converted at a time by one thread */
+
+cslim_status smooth_linear_col_max(cslim_model *m, const cslim_linear *l, int absolute, float *acc) {
+  if (l->w) {
+    smooth_col_max(l->w, l->out, l->in, absolute, acc);
+    return CSLIM_OK;
+  }
+  const cslim_tensor *t = l->src;
+  if (!t || cslim_model_linear_type(m, l->name) != CSLIM_QT_FLOAT)
+    return cslim_error(CSLIM_ERR_INVALID, "%s: no float weight in the checkpoint to take column maxima of", l->name);
+  cslim_st_note_read(m->st, t);
+  const size_t es = cslim_dtype_size(t->dtype);
+  const int in = l->in, out = l->out, T = omp_get_max_threads();
+  if (l->layout == CSLIM_W_COLS_T) {
+    /* [E, in, C]: w[o][c] = T[e][c][row0 + o], so column c is a run of `out` values */
+    const size_t C = (size_t)t->shape[2];
+    const char *base = (const char *)t->data + ((size_t)l->expert * (size_t)in * C + (size_t)l->row0) * es;
+    float *tmp = malloc((size_t)T * (size_t)out * sizeof(float));
+    if (!tmp) return cslim_error(CSLIM_ERR_NOMEM, "out of memory for the column maxima of %s", l->name);
+#pragma omp parallel num_threads(T)
+    {
+      float *r = tmp + (size_t)omp_get_thread_num() * (size_t)out;
+#pragma omp for schedule(static)
+      for (int c = 0; c < in; c++) {
+        cslim_convert_to_f32(t->dtype, base + (size_t)c * C * es, r, (size_t)out);
+        col_max_rows(r, 0, out, 1, absolute, acc + c); /* an [out][1] matrix: its one column */
+      }
+    }
+    free(tmp);
+    return CSLIM_OK;
+  }
+  /* [out, in], or rows row0 .. row0 + out of expert e of [E, R, in]: blocks of rows as smooth_col_max, each
+   * converted COL_MAX_CHUNK rows at a time into its thread's buffer */
+  const char *base = (const char *)t->data;
+  if (l->layout == CSLIM_W_ROWS)
+    base += ((size_t)l->expert * (size_t)t->shape[1] + (size_t)l->row0) * (size_t)in * es;
+  const int B = out >= 256 ? T : 1;
+  float *part = malloc((size_t)B * (size_t)in * sizeof(float));
+  float *tmp = malloc((size_t)B * COL_MAX_CHUNK * (size_t)in * sizeof(float));
+  if (!part || !tmp) {
+    free(part), free(tmp);
+    return cslim_error(CSLIM_ERR_NOMEM, "out of memory for the column maxima of %s", l->name);
+  }
+#pragma omp parallel for schedule(static) if (B > 1)
+  for (int b = 0; b < B; b++) {
+    float *p = part + (size_t)b * (size_t)in, *r = tmp + (size_t)b * COL_MAX_CHUNK * (size_t)in;
+    for (int c = 0; c < in; c++) p[c] = -INFINITY;
+    const int o1 = (int)((int64_t)out * (b + 1) / B);
+    for (int o = (int)((int64_t)out * b / B); o < o1; o += COL_MAX_CHUNK) {
+      const int nr = o1 - o < COL_MAX_CHUNK ? o1 - o : COL_MAX_CHUNK;
+      cslim_convert_to_f32(t->dtype, base + (size_t)o * (size_t)in * es, r, (size_t)nr * (size_t)in);
+      col_max_rows(r, 0, nr, in, absolute, p);
+    }
+  }
+  for (int b = 0; b < B; b++)
+    for (int c = 0; c < in; c++) acc[c] = part[(size_t)b * in + c] > acc[c] ? part[(size_t)b * in + c] : acc[c];
+  free(part), free(tmp);
+  return CSLIM_OK;
+}
+
 void smooth_flex_scale(const float *a, const float *w, int n, double alpha, double beta, float *s) {
   for (int c = 0; c < n; c++) {
     if (!(a[c] > 0)) {

@@ -10,6 +10,11 @@ void smooth_absmax(const cslim_chstats *st, const float *shift, float *a);
 /* acc[c] = max(acc[c], max_o |w[o][c]|), or of w[o][c] itself (absolute 0); threaded */
 void smooth_col_max(const float *w, int out, int in, int absolute, float *acc);
 void smooth_col_absmax(const float *w, int out, int in, float *acc);
+/* The same for a Linear: of its float32 weight when it has one, else straight from the checkpoint's tensor (any dtype
+ * and layout, converted a few rows at a time: no float32 copy of the weight, and the same maxima, a conversion being
+ * exact and a maximum taking any order). The conversion hook (on_convert) is not applied: for weights it would not
+ * change yet. */
+cslim_status smooth_linear_col_max(cslim_model *m, const cslim_linear *l, int absolute, float *acc);
 
 /* flex smooth's scale: s_c = max(a_c^α / max(w_c, 1e-5)^β, 1e-5); 1 where a_c = 0 */
 void smooth_flex_scale(const float *a, const float *w, int n, double alpha, double beta, float *s);

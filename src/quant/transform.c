@@ -152,10 +152,11 @@ static cslim_status add_wv(cslim_linear *l, const float *v) {
   return CSLIM_OK;
 }
 
-/* signed max over rows of W[:,c] (iter-smooth's target statistic, spec §3.12) */
-static void col_signed_max(const float *w, int out, int in, float *acc) {
-  for (int c = 0; c < in; c++) acc[c] = -INFINITY;
-  smooth_col_max(w, out, in, 0, acc);
+/* signed max over rows of W[:,c] (iter-smooth's target statistic, spec §3.12): of the float32 weight, or of the
+ * checkpoint's when it has not been converted */
+static cslim_status col_signed_max(cslim_model *m, const cslim_linear *l, float *acc) {
+  for (int c = 0; c < l->in; c++) acc[c] = -INFINITY;
+  return smooth_linear_col_max(m, l, 0, acc);
 }
 
 /* ---- rotation -------------------------------------------------------------------------------------- */
@@ -382,9 +383,9 @@ static cslim_status smooth_ov(cslim_xform *x, cslim_layer *l) {
   cslim_status rc = a && w && sq && sv && so ? CSLIM_OK : cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   if (!rc) smooth_absmax(st, NULL, a);
   if (!rc && x->anti == CSLIM_ANTI_M4) {
-    col_signed_max(l->o.w, l->o.out, l->o.in, w);
-    cslim_smooth_scale(a, w, Q, x->alpha, x->scale_min, sq);
-    for (int h = 0; h < nh; h++) /* mean over the G query heads of a kv head */
+    rc = col_signed_max(x->m, &l->o, w);
+    if (!rc) cslim_smooth_scale(a, w, Q, x->alpha, x->scale_min, sq);
+    for (int h = 0; !rc && h < nh; h++) /* mean over the G query heads of a kv head */
       for (int i = 0; i < D; i++) sv[(h / G) * D + i] += sq[h * D + i] / (float)G;
   } else if (!rc) { /* m6: a and w reduced per kv head by max, then the search */
     smooth_col_absmax(l->o.w, l->o.out, l->o.in, w);
@@ -423,8 +424,8 @@ static cslim_status updown_scale(cslim_xform *x, const cslim_chstats *st, const 
   cslim_status rc = a && w ? CSLIM_OK : cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   if (!rc) smooth_absmax(st, NULL, a);
   if (!rc && x->anti == CSLIM_ANTI_M4) {
-    col_signed_max(down->w, down->out, down->in, w);
-    cslim_smooth_scale(a, w, n, x->alpha, x->scale_min, s);
+    rc = col_signed_max(x->m, down, w);
+    if (!rc) cslim_smooth_scale(a, w, n, x->alpha, x->scale_min, s);
   } else if (!rc) {
     double al, be, err;
     smooth_col_absmax(down->w, down->out, down->in, w);
@@ -458,7 +459,8 @@ static cslim_status smooth_layer(cslim_xform *x, cslim_layer *l) {
       float *s = malloc((size_t)down->in * sizeof(float));
       if (!s) return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
       int had = down->w != NULL;
-      rc = cslim_linear_materialize(x->m, down);
+      /* its column maxima straight from the checkpoint unless the rotation changes them first (on conversion) */
+      if (x->R || cslim_model_linear_type(x->m, down->name) != CSLIM_QT_FLOAT) rc = cslim_linear_materialize(x->m, down);
       if (!rc) rc = updown_scale(x, st, NULL, 0, down, s);
       if (!rc && had) { /* kept in memory: apply now (a later conversion applies it via on_expert) */
         scale_cols(down->w, down->out, down->in, s);
