@@ -8,7 +8,8 @@
 # min-max and histogram, W8A8_DYNAMIC, W8A16, W4A8_DYNAMIC min-max and SSZ), and so does
 # tiny-qwen3-moe (W8A8 min-max and histogram, every expert calibrated on all tokens, W8A8_DYNAMIC,
 # W8A16, W4A8 SSZ, one expert kept float, the experts split into many waves), with m1 / m4
-# smoothing and QuaRot (statistics on the GPU, weights transformed on the host), m2 / m6 (their
+# smoothing and QuaRot (statistics on the GPU, weights transformed on the host; a separate smoothing
+# set, --anti_data, on the GPU too, one with images on the CPU path), m2 / m6 (their
 # samples from the GPU, m6's search on the GPU, m2's on the host) and the default recipe
 # (iter_smooth; on the MoE model every expert's up-down, its statistics from the GPU's MoE block, its
 # scales applied to the experts on the GPU). tiny-qwen3-vl calibrates on the images of IMAGES (default
@@ -65,9 +66,13 @@ run_case dense-w8a8-m2 tiny-qwen3 --quant_type w8a8 --anti_method m2
 run_case dense-w8a8-m6 tiny-qwen3 --quant_type w8a8 --anti_method m6
 run_case dense-w8a8-rot-m2 tiny-qwen3 --quant_type w8a8 --rot True --anti_method m2
 run_case dense-recipe-default tiny-qwen3 --model_type Qwen3-8B --config_path recipes/default/default-w8a8.yaml
-# a separate smoothing set: the CPU path, its float GEMMs on the GPU
-ROUTE="float GEMMs only" run_case dense-w8a8-m4-anti-data tiny-qwen3 --quant_type w8a8 --anti_method m4 \
-  --anti_data data/calib/qwen3-moe_anti_prompt_50.json
+# a separate smoothing set (--anti_data): on the GPU beside the calibration rows, its statistics (and
+# m6's samples) observed there, carried through each quantized layer
+ANTI=data/calib/qwen3-moe_anti_prompt_50.json
+run_case dense-w8a8-m4-anti-data tiny-qwen3 --quant_type w8a8 --anti_method m4 --anti_data $ANTI
+run_case dense-w8a8-m6-anti-data tiny-qwen3 --quant_type w8a8 --anti_method m6 --anti_data $ANTI
+run_case moe-w8a8-rot-m4-anti-data tiny-qwen3-moe --quant_type w8a8 --rot True --anti_method m4 --anti_data $ANTI
+run_case moe-w8a8-m6-anti-data tiny-qwen3-moe --quant_type w8a8 --anti_method m6 --anti_data $ANTI
 run_case moe-w8a8 tiny-qwen3-moe --quant_type w8a8
 run_case moe-w8a8-rot-m4 tiny-qwen3-moe --quant_type w8a8 --rot True --anti_method m4
 run_case moe-w8a8-m2 tiny-qwen3-moe --quant_type w8a8 --anti_method m2
@@ -88,6 +93,9 @@ run_case dense-w8a8s tiny-qwen3 --quant_type w8a8s
 run_case moe-w8a8s tiny-qwen3-moe --quant_type w8a8s --fraction 0.05
 CAL=$IMAGES run_case vl-w8a8-images tiny-qwen3-vl --quant_type w8a8
 CAL=$IMAGES run_case vl-w8a8-rot-m4-images tiny-qwen3-vl --quant_type w8a8 --rot True --anti_method m4
+# a smoothing set with images: the CPU path, its float GEMMs on the GPU
+ROUTE="float GEMMs only" CAL=$IMAGES run_case vl-w8a8-m4-anti-images tiny-qwen3-vl --quant_type w8a8 \
+  --anti_method m4 --anti_data "$IMAGES"
 case " ${CASES:-vl-moe} " in *" vl-moe"*)
   "$B/bench/vl_moe_model" --from "$FX/models/tiny-qwen3-vl" --out "$T/tiny-qwen3-vl-moe" >/dev/null || rc=1 ;;
 esac

@@ -115,6 +115,7 @@ typedef struct moe_plan {
   moe_wave *waves;
   moe_seg *segs;
   int n_waves, n_segs, n_chunks, path[3], bias[3]; // path: the kind of each projection (-1: mixed)
+  int h_rows;                                        // rows the host arrays above hold (the largest row set)
   int *rowtok, *chunk_e, *pos; // device, in ctx.tab: each padded row's token (-1: padding), each chunk's expert,
   float *pw;                   // each token's padded rows and weights in ascending expert
   moe_seg *d_segs;
@@ -156,12 +157,19 @@ typedef struct ctx {
   // m6's search (device 0): X, W, their fake-quantized scaled copies, the product, the reference, s, row errors
   buf fx, fw, fxs, fws, fy, fref, fs, ferr;
   int f_rows, f_n, f_out;
+  // the other row set (the smoothing's, --anti_data) while the passes run on this one: swap_rows exchanges them
+  struct {
+    int on, cur; // cur: the passes run on the second set now (its rows are above, the calibration rows here)
+    int total, n_seqs, *seq_start, R;
+    buf h, cos_t, sin_t;
+  } alt;
 } ctx;
 
 #define MAX_DEV 16
 static ctx g_ctx[MAX_DEV];
 static int g_ndev = 1, g_dev_ids[MAX_DEV];
 static int g_row0[MAX_DEV + 1]; // device i holds rows [g_row0[i], g_row0[i + 1])
+static int g_row0_alt[MAX_DEV + 1]; // ... of the other row set
 static thread_local ctx *cur = &g_ctx[0];
 #define G (*cur)
 
@@ -1256,8 +1264,14 @@ static int moe_rows(int pass, float *hb, cslim_gpu_hist *hist, int *tokens) {
   TRY(observe(pass, 4, F(G.xa), nT, hist));
   TRY(linear(7, quant, F(G.xa), T, F(G.logits)));
   k_route<<<(T + 127) / 128, 128, 0, G.st>>>(F(G.logits), T, E, K, G.d.norm_topk, (int *)G.sel.p, F(G.wts));
-  // rows grouped by expert on the host, ascending within each (as the CPU)
+  // rows grouped by expert on the host, ascending within each (as the CPU); arrays for the largest row set yet
+  if (m->h_sel && T > m->h_rows) {
+    free(m->h_sel), free(m->h_tok), free(m->h_wts), free(m->h_tw), free(m->h_count), free(m->h_offs), free(m->h_fill);
+    free(m->h_prow), free(m->waves), free(m->segs);
+    m->h_sel = NULL;
+  }
   if (!m->h_sel) {
+    m->h_rows = T;
     m->h_sel = (int *)malloc(nk * 4), m->h_tok = (int *)malloc(nk * 4), m->h_wts = (float *)malloc(nk * 4);
     m->h_tw = (float *)malloc(nk * 4), m->h_count = (int *)malloc((size_t)E * 4);
     m->h_offs = (int *)malloc((size_t)(E + 1) * 4), m->h_prow = (int *)malloc((size_t)E * 4);
@@ -1453,6 +1467,8 @@ static void dev_end(float *h) {
   if (G.blas) cublasDestroy(G.blas);
   if (G.st) cudaStreamDestroy(G.st);
   free(G.seq_start);
+  drop(&G.alt.h), drop(&G.alt.cos_t), drop(&G.alt.sin_t);
+  free(G.alt.seq_start);
   moe_plan *m = &G.m;
   free(m->h_sel), free(m->h_tok), free(m->h_wts), free(m->h_tw), free(m->h_count), free(m->h_offs), free(m->h_fill);
   free(m->h_prow), free(m->waves), free(m->segs);
@@ -1523,14 +1539,9 @@ static int dev_begin(const cslim_gpu_dims *d, int s0, int s1, const int *seq_sta
   return 0;
 }
 
-static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *seq_start, const float *h,
-                     const float *cos_t, const float *sin_t) {
-  api_end(NULL);
-  (void)total;
-  // whole sequences, about as many rows on each device (each gets at least one sequence)
-  const int want = g_ndev;
-  g_ndev = n_seqs < want ? n_seqs : want;
-  int bounds[MAX_DEV + 1], s = 0;
+// whole sequences on each of g_ndev devices, about as many rows on each (each at least one sequence, n_seqs >= g_ndev)
+static void split_seqs(int n_seqs, const int *seq_start, int *bounds) {
+  int s = 0;
   bounds[0] = 0;
   for (int i = 0; i < g_ndev; i++) {
     const long long target = (long long)seq_start[n_seqs] * (i + 1) / g_ndev;
@@ -1539,6 +1550,16 @@ static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *
     if (i == g_ndev - 1) s = n_seqs;
     bounds[i + 1] = s;
   }
+}
+
+static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *seq_start, const float *h,
+                     const float *cos_t, const float *sin_t) {
+  api_end(NULL);
+  (void)total;
+  const int want = g_ndev;
+  g_ndev = n_seqs < want ? n_seqs : want;
+  int bounds[MAX_DEV + 1];
+  split_seqs(n_seqs, seq_start, bounds);
   for (int i = 0; i <= g_ndev; i++) g_row0[i] = seq_start[bounds[i]];
   for (int i = 0; i < g_ndev; i++) {
     g_ctx[i].dev = g_dev_ids[i];
@@ -1557,6 +1578,86 @@ static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *
     snprintf(e, sizeof e, "%s", g_err);
     api_end(NULL);
     return fail("%s", e);
+  }
+  return 0;
+}
+
+// device i's share of the other row set: sequences s0..s1-1, uploaded beside the calibration rows; the work
+// buffers grow to the larger of the two sets' groups
+static int dev_begin_alt(int s0, int s1, const int *seq_start, const float *h, const float *cos_t,
+                         const float *sin_t) {
+  const int r0 = seq_start[s0], total = seq_start[s1] - r0, n_seqs = s1 - s0;
+  const cslim_gpu_dims *d = &G.d;
+  G.alt.total = total;
+  G.alt.n_seqs = n_seqs;
+  G.alt.seq_start = (int *)malloc((size_t)(n_seqs + 1) * sizeof(int));
+  if (!G.alt.seq_start) return fail("out of memory");
+  for (int s = 0; s <= n_seqs; s++) G.alt.seq_start[s] = seq_start[s0 + s] - r0;
+  int longest = 0;
+  for (int s = 0; s < n_seqs; s++)
+    if (G.alt.seq_start[s + 1] - G.alt.seq_start[s] > longest) longest = G.alt.seq_start[s + 1] - G.alt.seq_start[s];
+  G.alt.R = longest > 4096 ? longest : total < 4096 ? total : 4096;
+  const size_t R = (size_t)(G.alt.R > G.R ? G.alt.R : G.R), H = d->hidden, half = d->head_dim / 2;
+  const size_t Q = (size_t)d->n_heads * d->head_dim, KV = (size_t)d->n_kv_heads * d->head_dim;
+  TRY(grow(&G.alt.h, (size_t)total * H * 4));
+  TRY(grow(&G.alt.cos_t, (size_t)total * half * 4));
+  TRY(grow(&G.alt.sin_t, (size_t)total * half * 4));
+  TRY(grow(&G.hs, (size_t)(total > G.total ? total : G.total) * H * 4));
+  TRY(grow(&G.xn, R * H * 4));
+  TRY(grow(&G.q, R * Q * 4));
+  TRY(grow(&G.k, R * KV * 4));
+  TRY(grow(&G.v, R * KV * 4));
+  TRY(grow(&G.ctx, R * Q * 4));
+  TRY(grow(&G.o, R * H * 4));
+  TRY(grow(&G.g, R * d->inter * 4));
+  TRY(grow(&G.u, R * d->inter * 4));
+  CK(cudaMemcpyAsync(G.alt.h.p, h + (size_t)r0 * H, (size_t)total * H * 4, cudaMemcpyHostToDevice, G.st));
+  CK(cudaMemcpyAsync(G.alt.cos_t.p, cos_t + (size_t)r0 * half, (size_t)total * half * 4, cudaMemcpyHostToDevice, G.st));
+  CK(cudaMemcpyAsync(G.alt.sin_t.p, sin_t + (size_t)r0 * half, (size_t)total * half * 4, cudaMemcpyHostToDevice, G.st));
+  CK(cudaStreamSynchronize(G.st));
+  G.alt.on = 1;
+  return 0;
+}
+
+static int api_begin_alt(int total, int n_seqs, const int *seq_start, const float *h, const float *cos_t,
+                         const float *sin_t) {
+  (void)total;
+  if (!g_ctx[0].on) return fail("begin_alt before begin");
+  if (g_ctx[0].alt.on) return fail("a second row set is already on the device");
+  if (n_seqs < g_ndev) return fail("%d sequences in the second row set, fewer than the %d GPUs", n_seqs, g_ndev);
+  int bounds[MAX_DEV + 1];
+  split_seqs(n_seqs, seq_start, bounds);
+  for (int i = 0; i <= g_ndev; i++) g_row0_alt[i] = seq_start[bounds[i]];
+  for (int i = 0; i < g_ndev; i++) {
+    use(i);
+    if (dev_begin_alt(bounds[i], bounds[i + 1], seq_start, h, cos_t, sin_t)) {
+      char e[512];
+      snprintf(e, sizeof e, "%s", g_err);
+      use(0);
+      return fail("cuda:%d: %s", g_dev_ids[i], e);
+    }
+  }
+  use(0);
+  return 0;
+}
+
+// the passes from now on run on the other row set (the statistics set, or back): a swap of handles, nothing moves
+static int api_swap_rows(void) {
+  if (!g_ctx[0].alt.on) return fail("swap_rows without a second row set");
+  for (int i = 0; i < g_ndev; i++) {
+    ctx *c = &g_ctx[i];
+    const int t = c->total, n = c->n_seqs, r = c->R;
+    int *ss = c->seq_start;
+    const buf h = c->h, cs = c->cos_t, sn = c->sin_t;
+    c->total = c->alt.total, c->n_seqs = c->alt.n_seqs, c->R = c->alt.R, c->seq_start = c->alt.seq_start;
+    c->h = c->alt.h, c->cos_t = c->alt.cos_t, c->sin_t = c->alt.sin_t;
+    c->alt.total = t, c->alt.n_seqs = n, c->alt.R = r, c->alt.seq_start = ss;
+    c->alt.h = h, c->alt.cos_t = cs, c->alt.sin_t = sn;
+    c->alt.cur = !c->alt.cur;
+  }
+  for (int i = 0; i <= g_ndev; i++) {
+    const int t = g_row0[i];
+    g_row0[i] = g_row0_alt[i], g_row0_alt[i] = t;
   }
   return 0;
 }
@@ -2020,7 +2121,9 @@ static int api_set_qlinear(int si, const cslim_gpu_qlin *q) {
 static int dev_quant_pass(void *p) {
   (void)p;
   TRY(run_layer(-1, NULL, NULL));
-  for (int i = 0; i < G.n_slots; i++) G.s[i].loaded = 0; // the next layer uploads its own
+  // the next layer uploads its own — after the second row set's pass when there is one (it follows the first's)
+  if (!G.alt.on || G.alt.cur)
+    for (int i = 0; i < G.n_slots; i++) G.s[i].loaded = 0;
   return 0;
 }
 
@@ -2150,6 +2253,6 @@ static const cslim_gpu_layer_api g_api = {
     CSLIM_GPU_LAYER_API, api_last_error,      api_set_devices, api_begin,       api_end,        api_set_norms,
     api_set_weight,      api_float_pass,      api_channel_pass, api_expert_on_all, api_quantize_weight, api_set_codes,
     api_set_qlinear,     api_quant_pass,      api_add_rows,    api_host_alloc,  api_host_free,  api_memory,
-    api_flex_begin,      api_flex_eval,       api_flex_end,    api_scale_weight};
+    api_flex_begin,      api_flex_eval,       api_flex_end,    api_scale_weight, api_begin_alt, api_swap_rows};
 
 extern "C" const cslim_gpu_layer_api *cslim_cuda_layer_api(void) { return &g_api; }

@@ -137,9 +137,19 @@ typedef struct cslim_gpu_layer_api {
    * A weight set as stored (bf16 / f16) is converted to float32 first. Every expert's up-down
    * smoothing applies its scales this way instead of converting and uploading the experts again. */
   int (*scale_weight)(int slot, const float *col_mul, const float *row_div);
+  /* A second row set beside the calibration rows (the smoothing's statistics set, --anti_data), after
+   * begin and as begin takes its rows (split over the devices by whole sequences: at least one a
+   * device). swap_rows: every pass from then on runs on the other set — the channel pass observes
+   * the statistics set, a quant_pass carries it through the quantized layer — until swapped back;
+   * end reads back whichever is current. A quant_pass leaves the layer's weights for the next pass
+   * only with a second set, on the calibration rows: that set's pass follows, then the next layer
+   * uploads its own. */
+  int (*begin_alt)(int total, int n_seqs, const int *seq_start, const float *h, const float *cos_t,
+                   const float *sin_t);
+  int (*swap_rows)(void);
 } cslim_gpu_layer_api;
 
-#define CSLIM_GPU_LAYER_API 11
+#define CSLIM_GPU_LAYER_API 12
 
 /* The module's entry point (dlsym'ed by src/backend/device.c). */
 const cslim_gpu_layer_api *cslim_cuda_layer_api(void);

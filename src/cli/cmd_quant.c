@@ -350,8 +350,8 @@ int cmd_quant(int argc, char **argv) {
       {"overwrite", CLI_BOOL, &p.overwrite, NULL, "replace a non-empty save_path", 0, 0},
       {"device", CLI_STR, &device, "DEV", "cpu (default), cuda, cuda:N or cuda:N,M,... (CUDA builds): decoder layers (dense "
        "or MoE, text or images, with QuaRot and any smoothing) calibrate whole on the GPU(s), several splitting the "
-       "samples with statistics merged through NCCL; runs with --anti_data put their float GEMMs on the first "
-       "(docs/performance.md)", 0, 0},
+       "samples with statistics merged through NCCL, an --anti_data set beside them (one of images: the CPU path, "
+       "float GEMMs on the first GPU; docs/performance.md)", 0, 0},
       {"gpu_gemm", CLI_STR, &gpu_gemm, "P", "float GEMMs on the GPU: fp32 (default; ordered float32 products, the CPU's "
        "checkpoint bit for bit), tf32 or bf16 (tensor cores, float32 accumulation; faster, activation ranges move ~1 %)", 0, 0},
       CLI_END,

@@ -470,7 +470,8 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
   /* pass 3: the quantized layer; its output feeds the next layer */
   t0 = cslim_now();
   rc = c->gpu ? cslim_gpu_calib_run_quantized(l, a) : cslim_layer_forward(c->m, l, a, NULL, NULL);
-  if (!rc && c->anti) rc = cslim_layer_forward(c->m, l, c->anti, NULL, NULL); /* the smoothing set follows */
+  if (!rc && c->anti) /* the smoothing set follows */
+    rc = c->gpu ? cslim_gpu_calib_run_quantized_anti(l) : cslim_layer_forward(c->m, l, c->anti, NULL, NULL);
   rep->t_forward += cslim_now() - t0;
   return rc; /* then written (write_layer) */
 }
@@ -1157,13 +1158,13 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   if (!rc && !ds && cslim_device_is_gpu())
     snprintf(rep->gpu_note, sizeof rep->gpu_note, "unused (no calibration data: weights are quantized on the CPU)");
   if (!rc && ds && cslim_device_is_gpu()) { /* the whole layer on the GPU, when it can take the run */
-    const char *why = cslim_gpu_calib_unsupported(m, p, anti != NULL, a);
+    const char *why = cslim_gpu_calib_unsupported(m, p, anti, a);
     if (why) {
       snprintf(rep->gpu_note, sizeof rep->gpu_note, "float GEMMs only (%s)", why);
       CSLIM_INFO("%s: float GEMMs only on the GPU (%s)", cslim_device_describe(), why);
     } else {
       double t0 = cslim_now();
-      rc = cslim_gpu_calib_begin(m, p, xf, a);
+      rc = cslim_gpu_calib_begin(m, p, xf, a, anti);
       rep->t_forward += cslim_now() - t0;
       c.gpu = rep->on_gpu = !rc;
     }
@@ -1184,7 +1185,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
     if (!rc && c.gpu && !xf) rc = cslim_gpu_calib_upload(m, c.layer);
     rep->t_read += cslim_now() - t0;
     t0 = cslim_now();
-    if (!rc && c.gpu && xf) rc = cslim_gpu_calib_transform(m, xf, c.layer, a); /* statistics from the GPU */
+    if (!rc && c.gpu && xf) rc = cslim_gpu_calib_transform(m, xf, c.layer, a, anti); /* statistics from the GPU */
     else if (!rc) rc = cslim_xform_layer(xf, c.layer, anti ? anti : a);
     rep->t_transform += cslim_now() - t0;
     int E = t->num_experts;

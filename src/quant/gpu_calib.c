@@ -22,13 +22,21 @@ static const char *const g_linears[CSLIM_GPU_DENSE_SLOTS] = {"self_attn.q_proj",
 
 static int gpu_dtype(cslim_dtype t) { return t == CSLIM_BF16 ? CSLIM_GPU_BF16 : t == CSLIM_F16 ? CSLIM_GPU_F16 : CSLIM_GPU_F32; }
 
-const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, int has_anti,
+const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, const cslim_acts *anti,
                                         const cslim_acts *a) {
   static char why[256];
   const cslim_text_config *t = &m->cfg.text;
   if (!eng()) return "no GPU layer engine";
-  if (has_anti) return "a separate smoothing set (--anti_data) runs on the CPU";
   if (!a) return "no calibration rows";
+  if (anti) {
+    int ids[16], gpus = cslim_device_gpus(ids, 16);
+    for (int r = 0; anti->visual && r < anti->total; r++)
+      if (anti->visual[r]) return "a smoothing set (--anti_data) with images runs on the CPU";
+    if (anti->n_seqs < gpus && anti->n_seqs < a->n_seqs) {
+      snprintf(why, sizeof why, "%d smoothing samples (--anti_data), fewer than the %d GPUs", anti->n_seqs, gpus);
+      return why;
+    }
+  }
   for (int l = 0; l < t->num_layers; l++) {
     const int moe = cslim_layer_is_moe(t, l), n = moe ? 5 + 3 * t->num_experts : CSLIM_GPU_DENSE_SLOTS;
     for (int s = 0; s < n; s++) {
@@ -65,7 +73,8 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
 }
 
 static size_t g_peak;
-static int g_rows; /* calibration rows on the GPU */
+static int g_rows; /* calibration rows on the GPU (of the row set the passes run on) */
+static int g_anti_rows; /* rows of the smoothing set on the GPU, 0: none */
 static int g_running; /* between begin and end */
 static int *g_vis, g_n_vis; /* the image tokens' rows (deepstack), ascending */
 /* Page-locked buffers for the weight codes coming back, one per slot (every
@@ -76,22 +85,43 @@ static size_t *g_pin_cap[2];
 static int g_pin_slots;
 static int g_set; /* the set of the layer being calibrated */
 
-cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
-                                   const cslim_acts *a) {
-  const cslim_text_config *t = &m->cfg.text;
-  const int half = t->head_dim / 2;
-  cslim_gpu_dims d = {t->hidden_size, t->intermediate_size, t->num_heads, t->num_kv_heads, t->head_dim,
-                      (float)t->rms_norm_eps, gpu_dtype(m->cfg.dtype), p->gpu_gemm, t->num_experts > 0 ? t->num_experts : 0,
-                      t->num_experts_per_tok, t->moe_intermediate_size, t->norm_topk_prob};
+/* RoPE tables of a's rows, and a's rows to the engine: begin (the calibration rows) or begin_alt */
+static cslim_status begin_rows(cslim_model *m, const cslim_gpu_dims *d, const cslim_acts *a, int alt) {
+  const int half = m->cfg.text.head_dim / 2;
   float *cs = malloc((size_t)a->total * (size_t)half * sizeof(float));
   float *sn = malloc((size_t)a->total * (size_t)half * sizeof(float));
   cslim_status rc = cs && sn ? CSLIM_OK : cslim_error(CSLIM_ERR_NOMEM, "out of memory for the RoPE tables");
   if (!rc) rc = cslim_rope_tables(m, a->pos, a->total, 0, a->total, cs, sn);
-  int ids[16], n = cslim_device_gpus(ids, 16);
-  if (!rc && eng()->set_devices(ids, n > 16 ? 16 : n)) rc = engine_error("choosing the devices");
-  if (!rc && eng()->begin(&d, a->total, a->n_seqs, a->seq_start, a->h, cs, sn)) rc = engine_error("moving the calibration rows");
+  if (!rc && !alt && eng()->begin(d, a->total, a->n_seqs, a->seq_start, a->h, cs, sn))
+    rc = engine_error("moving the calibration rows");
+  if (!rc && alt && eng()->begin_alt(a->total, a->n_seqs, a->seq_start, a->h, cs, sn))
+    rc = engine_error("moving the smoothing set (--anti_data)");
   free(cs);
   free(sn);
+  return rc;
+}
+
+/* the passes from now on run on the other row set */
+static cslim_status swap_rows(void) {
+  if (eng()->swap_rows()) return engine_error("switching row sets");
+  const int t = g_rows;
+  g_rows = g_anti_rows, g_anti_rows = t;
+  return CSLIM_OK;
+}
+
+cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
+                                   const cslim_acts *a, const cslim_acts *anti) {
+  const cslim_text_config *t = &m->cfg.text;
+  cslim_gpu_dims d = {t->hidden_size, t->intermediate_size, t->num_heads, t->num_kv_heads, t->head_dim,
+                      (float)t->rms_norm_eps, gpu_dtype(m->cfg.dtype), p->gpu_gemm, t->num_experts > 0 ? t->num_experts : 0,
+                      t->num_experts_per_tok, t->moe_intermediate_size, t->norm_topk_prob};
+  int ids[16], n = cslim_device_gpus(ids, 16);
+  cslim_status rc = CSLIM_OK;
+  if (eng()->set_devices(ids, n > 16 ? 16 : n)) rc = engine_error("choosing the devices");
+  if (!rc) rc = begin_rows(m, &d, a, 0);
+  g_anti_rows = 0;
+  if (!rc && anti) rc = begin_rows(m, &d, anti, 1);
+  if (!rc && anti) g_anti_rows = anti->total;
   if (!rc) m->defer_linears = !xf; /* the transforms need the float32 weights on the host */
   const int slots = 8 + 3 * d.n_experts; /* as the engine numbers them (gpu_layer.h) */
   g_pin_slots = 0;
@@ -132,6 +162,7 @@ void cslim_gpu_calib_end(cslim_model *m) {
   if (peak > g_peak) g_peak = peak;
   eng()->end(NULL);
   g_running = 0;
+  g_anti_rows = 0;
   m->defer_linears = 0;
 }
 
@@ -284,10 +315,17 @@ static cslim_status upload_smoothed_experts(cslim_model *m, cslim_layer *l, cons
   return rc;
 }
 
-cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l, cslim_acts *a) {
+cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l, cslim_acts *a,
+                                       cslim_acts *anti) {
   chan_ctx c = {m, !cslim_xform_rotates(xf)};
   const double t0 = cslim_now();
-  cslim_status rc = cslim_xform_layer_observed(xf, l, a, observe_channels, &c);
+  cslim_status rc = anti ? swap_rows() : CSLIM_OK; /* the statistics of the smoothing set */
+  if (rc) return rc;
+  rc = cslim_xform_layer_observed(xf, l, anti ? anti : a, observe_channels, &c);
+  if (anti) { /* back to the calibration rows */
+    cslim_status rs = swap_rows();
+    if (!rc) rc = rs;
+  }
   const double t1 = cslim_now();
   const float *const *es = l->is_moe ? cslim_xform_expert_scales(xf) : NULL;
   if (!rc) rc = es ? upload_smoothed_experts(m, l, es) : cslim_gpu_calib_upload(m, l);
@@ -398,6 +436,15 @@ cslim_status cslim_gpu_calib_set_kernel(const cslim_linear *l, const cslim_qline
   }
   if (eng()->set_qlinear(l->slot, &q)) return engine_error(l->name);
   return CSLIM_OK;
+}
+
+cslim_status cslim_gpu_calib_run_quantized_anti(cslim_layer *l) {
+  (void)l;
+  cslim_status rc = swap_rows();
+  if (rc) return rc;
+  if (eng()->quant_pass()) rc = engine_error("the quantized pass of the smoothing set");
+  cslim_status rs = swap_rows(); /* back to the calibration rows */
+  return rc ? rc : rs;
 }
 
 cslim_status cslim_gpu_calib_run_quantized(cslim_layer *l, const cslim_acts *a) {

@@ -7,9 +7,11 @@
  * come from the host), and the integer pass whose output feeds the next layer;
  * with QuaRot or smoothing, the per-channel statistics and m2 / m6's samples
  * too (the weights are then transformed on the host and uploaded as float32),
- * and m6's search evaluations. Runs it cannot take (a separate smoothing set,
- * every expert's up-down on a MoE model, per-group weights) stay on the CPU,
- * with their float GEMMs offloaded. */
+ * and m6's search evaluations. A separate smoothing set (--anti_data) lives on
+ * the GPU beside the calibration rows: the statistics are observed on it, and
+ * it is carried through each quantized layer. Runs it cannot take (per-group
+ * weights, a smoothing set with images) stay on the CPU, with their float GEMMs
+ * offloaded. */
 #ifndef CSLIM_QUANT_GPU_CALIB_H
 #define CSLIM_QUANT_GPU_CALIB_H
 
@@ -19,19 +21,21 @@
 
 /* NULL when the whole run can calibrate on the selected GPU; otherwise why
  * not (for the log). */
-const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, int has_anti,
+const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params *p, const cslim_acts *anti,
                                         const cslim_acts *a);
-/* Move the calibration rows to the GPU; without transforms (xf NULL) cslim_layer_load then maps
- * weights without converting them (the engine reads the checkpoint's bytes). */
+/* Move the calibration rows (and the smoothing set anti, or NULL) to the GPU; without transforms
+ * (xf NULL) cslim_layer_load then maps weights without converting them (the engine reads the
+ * checkpoint's bytes). */
 cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, const cslim_xform *xf,
-                                   const cslim_acts *a);
+                                   const cslim_acts *a, const cslim_acts *anti);
 void cslim_gpu_calib_end(cslim_model *m);
 /* Upload layer l's norms and weights (once). */
 cslim_status cslim_gpu_calib_upload(cslim_model *m, cslim_layer *l);
 /* With transforms: rotate / smooth layer l on the host (the smoothing's per-channel statistics, and
- * m2 / m6's samples, from the GPU; a: the calibration rows, for their positions), then upload it
- * (float32). */
-cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l, cslim_acts *a);
+ * m2 / m6's samples, from the GPU: of the smoothing set anti when there is one, else of the
+ * calibration rows a — the acts for their positions), then upload it (float32). */
+cslim_status cslim_gpu_calib_transform(cslim_model *m, cslim_xform *xf, cslim_layer *l, cslim_acts *a,
+                                       cslim_acts *anti);
 /* Float pass: hist 0 updates the observers' min, max and moments (and adds
  * each expert's rows to tokens[E]); hist 1 the histograms of those with one
  * begun. obs[n_groups] as calibrate.c numbers its groups (kind, or 5 + 2e + down). */
@@ -47,6 +51,8 @@ cslim_status cslim_gpu_calib_set_kernel(const cslim_linear *l, const cslim_qline
 /* The quantized layer; its output replaces the rows on the GPU (then Qwen3-VL's deepstack features
  * of a's image rows are added, after the first layers). */
 cslim_status cslim_gpu_calib_run_quantized(cslim_layer *l, const cslim_acts *a);
+/* The smoothing set through the quantized layer too (as the CPU carries it). */
+cslim_status cslim_gpu_calib_run_quantized_anti(cslim_layer *l);
 /* Device memory held at most so far (bytes). */
 size_t cslim_gpu_calib_peak_memory(void);
 
