@@ -1490,6 +1490,37 @@ static int api_end(float *h) {
   return 0;
 }
 
+// sequences s0..s1-1 of seq_start, rebased to row 0 (malloc'ed; NULL: out of memory)
+static int *rebase_seqs(int s0, int s1, const int *seq_start) {
+  int *r = (int *)malloc((size_t)(s1 - s0 + 1) * sizeof(int));
+  for (int s = 0; r && s <= s1 - s0; s++) r[s] = seq_start[s0 + s] - seq_start[s0];
+  return r;
+}
+
+// rows per group of a row set: whole sequences, at least 4096 rows (or the longest sequence)
+static int group_rows(int n_seqs, const int *seq_start) {
+  int longest = 0;
+  for (int s = 0; s < n_seqs; s++)
+    if (seq_start[s + 1] - seq_start[s] > longest) longest = seq_start[s + 1] - seq_start[s];
+  const int total = seq_start[n_seqs];
+  return longest > 4096 ? longest : total < 4096 ? total : 4096;
+}
+
+// the work buffers of groups of R rows
+static int grow_work(size_t R) {
+  const cslim_gpu_dims *d = &G.d;
+  const size_t H = d->hidden, Q = (size_t)d->n_heads * d->head_dim, KV = (size_t)d->n_kv_heads * d->head_dim;
+  TRY(grow(&G.xn, R * H * 4));
+  TRY(grow(&G.q, R * Q * 4));
+  TRY(grow(&G.k, R * KV * 4));
+  TRY(grow(&G.v, R * KV * 4));
+  TRY(grow(&G.ctx, R * Q * 4));
+  TRY(grow(&G.o, R * H * 4));
+  TRY(grow(&G.g, R * d->inter * 4));
+  TRY(grow(&G.u, R * d->inter * 4));
+  return 0;
+}
+
 // device i's share: sequences s0..s1-1 (rows rebased to 0)
 static int dev_begin(const cslim_gpu_dims *d, int s0, int s1, const int *seq_start, const float *h, const float *cos_t,
                      const float *sin_t) {
@@ -1498,9 +1529,7 @@ static int dev_begin(const cslim_gpu_dims *d, int s0, int s1, const int *seq_sta
   G.mem_peak = G.mem_now;
   G.total = total;
   G.n_seqs = n_seqs;
-  G.seq_start = (int *)malloc((size_t)(n_seqs + 1) * sizeof(int));
-  if (!G.seq_start) return fail("out of memory");
-  for (int s = 0; s <= n_seqs; s++) G.seq_start[s] = seq_start[s0 + s] - r0;
+  if (!(G.seq_start = rebase_seqs(s0, s1, seq_start))) return fail("out of memory");
   CK(cudaStreamCreateWithFlags(&G.st, cudaStreamNonBlocking));
   CB(cublasCreate(&G.blas));
   CB(cublasSetStream(G.blas, G.st));
@@ -1510,25 +1539,13 @@ static int dev_begin(const cslim_gpu_dims *d, int s0, int s1, const int *seq_sta
   G.n_groups = d->n_experts ? 5 + 2 * d->n_experts : CSLIM_GPU_DENSE_GROUPS;
   G.s = (slot *)calloc((size_t)G.n_slots, sizeof(slot));
   if (!G.s) return fail("out of memory");
-  // rows per group: whole sequences, at least 4096 rows (or the longest sequence)
-  int longest = 0;
-  for (int s = 0; s < n_seqs; s++)
-    if (G.seq_start[s + 1] - G.seq_start[s] > longest) longest = G.seq_start[s + 1] - G.seq_start[s];
-  G.R = longest > 4096 ? longest : total < 4096 ? total : 4096;
-  const size_t R = (size_t)G.R, H = d->hidden, Q = (size_t)d->n_heads * d->head_dim, KV = (size_t)d->n_kv_heads * d->head_dim;
-  const size_t half = d->head_dim / 2;
+  G.R = group_rows(n_seqs, G.seq_start);
+  const size_t H = d->hidden, half = d->head_dim / 2;
   TRY(grow(&G.h, (size_t)total * H * 4));
   TRY(grow(&G.cos_t, (size_t)total * half * 4));
   TRY(grow(&G.sin_t, (size_t)total * half * 4));
   TRY(grow(&G.hs, (size_t)total * H * 4)); // the float passes' copy of the stream
-  TRY(grow(&G.xn, R * H * 4));
-  TRY(grow(&G.q, R * Q * 4));
-  TRY(grow(&G.k, R * KV * 4));
-  TRY(grow(&G.v, R * KV * 4));
-  TRY(grow(&G.ctx, R * Q * 4));
-  TRY(grow(&G.o, R * H * 4));
-  TRY(grow(&G.g, R * d->inter * 4));
-  TRY(grow(&G.u, R * d->inter * 4));
+  TRY(grow_work((size_t)G.R));
   TRY(grow(&G.stats, (size_t)G.n_groups * 24));
   TRY(grow(&G.hist, (size_t)G.n_groups * 2048 * 8));
   // on the device's stream (non-blocking: a plain cudaMemcpy would not be ordered before its kernels)
@@ -1587,30 +1604,16 @@ static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *
 static int dev_begin_alt(int s0, int s1, const int *seq_start, const float *h, const float *cos_t,
                          const float *sin_t) {
   const int r0 = seq_start[s0], total = seq_start[s1] - r0, n_seqs = s1 - s0;
-  const cslim_gpu_dims *d = &G.d;
   G.alt.total = total;
   G.alt.n_seqs = n_seqs;
-  G.alt.seq_start = (int *)malloc((size_t)(n_seqs + 1) * sizeof(int));
-  if (!G.alt.seq_start) return fail("out of memory");
-  for (int s = 0; s <= n_seqs; s++) G.alt.seq_start[s] = seq_start[s0 + s] - r0;
-  int longest = 0;
-  for (int s = 0; s < n_seqs; s++)
-    if (G.alt.seq_start[s + 1] - G.alt.seq_start[s] > longest) longest = G.alt.seq_start[s + 1] - G.alt.seq_start[s];
-  G.alt.R = longest > 4096 ? longest : total < 4096 ? total : 4096;
-  const size_t R = (size_t)(G.alt.R > G.R ? G.alt.R : G.R), H = d->hidden, half = d->head_dim / 2;
-  const size_t Q = (size_t)d->n_heads * d->head_dim, KV = (size_t)d->n_kv_heads * d->head_dim;
+  if (!(G.alt.seq_start = rebase_seqs(s0, s1, seq_start))) return fail("out of memory");
+  G.alt.R = group_rows(n_seqs, G.alt.seq_start);
+  const size_t H = G.d.hidden, half = G.d.head_dim / 2;
   TRY(grow(&G.alt.h, (size_t)total * H * 4));
   TRY(grow(&G.alt.cos_t, (size_t)total * half * 4));
   TRY(grow(&G.alt.sin_t, (size_t)total * half * 4));
-  TRY(grow(&G.hs, (size_t)(total > G.total ? total : G.total) * H * 4));
-  TRY(grow(&G.xn, R * H * 4));
-  TRY(grow(&G.q, R * Q * 4));
-  TRY(grow(&G.k, R * KV * 4));
-  TRY(grow(&G.v, R * KV * 4));
-  TRY(grow(&G.ctx, R * Q * 4));
-  TRY(grow(&G.o, R * H * 4));
-  TRY(grow(&G.g, R * d->inter * 4));
-  TRY(grow(&G.u, R * d->inter * 4));
+  TRY(grow(&G.hs, (size_t)total * H * 4)); // grow keeps the larger
+  TRY(grow_work((size_t)G.alt.R));
   CK(cudaMemcpyAsync(G.alt.h.p, h + (size_t)r0 * H, (size_t)total * H * 4, cudaMemcpyHostToDevice, G.st));
   CK(cudaMemcpyAsync(G.alt.cos_t.p, cos_t + (size_t)r0 * half, (size_t)total * half * 4, cudaMemcpyHostToDevice, G.st));
   CK(cudaMemcpyAsync(G.alt.sin_t.p, sin_t + (size_t)r0 * half, (size_t)total * half * 4, cudaMemcpyHostToDevice, G.st));
