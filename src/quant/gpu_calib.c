@@ -438,8 +438,7 @@ cslim_status cslim_gpu_calib_set_kernel(const cslim_linear *l, const cslim_qline
   return CSLIM_OK;
 }
 
-cslim_status cslim_gpu_calib_run_quantized_anti(cslim_layer *l) {
-  (void)l;
+cslim_status cslim_gpu_calib_run_quantized_anti(void) {
   cslim_status rc = swap_rows();
   if (rc) return rc;
   if (eng()->quant_pass()) rc = engine_error("the quantized pass of the smoothing set");

@@ -52,7 +52,7 @@ cslim_status cslim_gpu_calib_set_kernel(const cslim_linear *l, const cslim_qline
  * of a's image rows are added, after the first layers). */
 cslim_status cslim_gpu_calib_run_quantized(cslim_layer *l, const cslim_acts *a);
 /* The smoothing set through the quantized layer too (as the CPU carries it). */
-cslim_status cslim_gpu_calib_run_quantized_anti(cslim_layer *l);
+cslim_status cslim_gpu_calib_run_quantized_anti(void);
 /* Device memory held at most so far (bytes). */
 size_t cslim_gpu_calib_peak_memory(void);
 
