@@ -104,29 +104,50 @@ static void col_max_rows(const float *w, int o0, int o1, int in, int absolute, f
   }
 }
 
-/* Column maxima of a [out][in] weight: B row blocks, each into its own partial row (on whichever
- * thread), then merged in order — a maximum is exact, so the result depends on nothing else. */
-void smooth_col_max(const float *w, int out, int in, int absolute, float *acc) {
+#define COL_MAX_CHUNK 64 /* rows converted at a time by one thread */
+
+/* Column maxima of an [out][in] matrix of dtype dt at base: row blocks, each (when several) into its own partial
+ * row on whichever thread, then merged in order — a maximum is exact, so the result depends on nothing else.
+ * float32 rows of our own (direct) are read in place; any other (a checkpoint's bytes, maybe unaligned) is converted
+ * COL_MAX_CHUNK rows at a time into the block's buffer. Fails only for want of memory for converted rows. */
+static int col_max_blocked(const char *base, cslim_dtype dt, int direct, int out, int in, int absolute, float *acc) {
+  const size_t es = cslim_dtype_size(dt);
   const int B = out >= 256 ? omp_get_max_threads() : 1;
   float *part = B > 1 ? malloc((size_t)B * (size_t)in * sizeof(float)) : NULL;
-  if (!part) { /* one block, or no memory for the partial rows */
-    col_max_rows(w, 0, out, in, absolute, acc);
-    return;
+  float *tmp = direct ? NULL : malloc((size_t)B * COL_MAX_CHUNK * (size_t)in * sizeof(float));
+  if ((B > 1 && !part) || (!direct && !tmp)) {
+    free(part), free(tmp);
+    if (!direct) return -1;
+    col_max_rows((const float *)base, 0, out, in, absolute, acc); /* no memory for the partial rows: one scan */
+    return 0;
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B > 1)
   for (int b = 0; b < B; b++) {
-    float *p = part + (size_t)b * (size_t)in;
-    for (int c = 0; c < in; c++) p[c] = -INFINITY;
-    col_max_rows(w, (int)((int64_t)out * b / B), (int)((int64_t)out * (b + 1) / B), in, absolute, p);
+    float *p = B > 1 ? part + (size_t)b * (size_t)in : acc, *r = direct ? NULL : tmp + (size_t)b * COL_MAX_CHUNK * in;
+    if (B > 1)
+      for (int c = 0; c < in; c++) p[c] = -INFINITY;
+    const int o0 = (int)((int64_t)out * b / B), o1 = (int)((int64_t)out * (b + 1) / B);
+    if (direct) {
+      col_max_rows((const float *)base, o0, o1, in, absolute, p);
+      continue;
+    }
+    for (int o = o0; o < o1; o += COL_MAX_CHUNK) {
+      const int nr = o1 - o < COL_MAX_CHUNK ? o1 - o : COL_MAX_CHUNK;
+      cslim_convert_to_f32(dt, base + (size_t)o * (size_t)in * es, r, (size_t)nr * (size_t)in);
+      col_max_rows(r, 0, nr, in, absolute, p);
+    }
   }
-  for (int b = 0; b < B; b++)
+  for (int b = 0; B > 1 && b < B; b++)
     for (int c = 0; c < in; c++) acc[c] = part[(size_t)b * in + c] > acc[c] ? part[(size_t)b * in + c] : acc[c];
-  free(part);
+  free(part), free(tmp);
+  return 0;
+}
+
+void smooth_col_max(const float *w, int out, int in, int absolute, float *acc) {
+  col_max_blocked((const char *)w, CSLIM_F32, 1, out, in, absolute, acc); /* in place: cannot fail */
 }
 
 void smooth_col_absmax(const float *w, int out, int in, float *acc) { smooth_col_max(w, out, in, 1, acc); }
-
-#define COL_MAX_CHUNK 64 /* rows converted at a time by one thread */
 
 cslim_status smooth_linear_col_max(cslim_model *m, const cslim_linear *l, int absolute, float *acc) {
   if (l->w) {
@@ -157,32 +178,12 @@ cslim_status smooth_linear_col_max(cslim_model *m, const cslim_linear *l, int ab
     free(tmp);
     return CSLIM_OK;
   }
-  /* [out, in], or rows row0 .. row0 + out of expert e of [E, R, in]: blocks of rows as smooth_col_max, each
-   * converted COL_MAX_CHUNK rows at a time into its thread's buffer */
+  /* [out, in], or rows row0 .. row0 + out of expert e of [E, R, in] */
   const char *base = (const char *)t->data;
   if (l->layout == CSLIM_W_ROWS)
     base += ((size_t)l->expert * (size_t)t->shape[1] + (size_t)l->row0) * (size_t)in * es;
-  const int B = out >= 256 ? T : 1;
-  float *part = malloc((size_t)B * (size_t)in * sizeof(float));
-  float *tmp = malloc((size_t)B * COL_MAX_CHUNK * (size_t)in * sizeof(float));
-  if (!part || !tmp) {
-    free(part), free(tmp);
+  if (col_max_blocked(base, t->dtype, 0, out, in, absolute, acc))
     return cslim_error(CSLIM_ERR_NOMEM, "out of memory for the column maxima of %s", l->name);
-  }
-#pragma omp parallel for schedule(static) if (B > 1)
-  for (int b = 0; b < B; b++) {
-    float *p = part + (size_t)b * (size_t)in, *r = tmp + (size_t)b * COL_MAX_CHUNK * (size_t)in;
-    for (int c = 0; c < in; c++) p[c] = -INFINITY;
-    const int o1 = (int)((int64_t)out * (b + 1) / B);
-    for (int o = (int)((int64_t)out * b / B); o < o1; o += COL_MAX_CHUNK) {
-      const int nr = o1 - o < COL_MAX_CHUNK ? o1 - o : COL_MAX_CHUNK;
-      cslim_convert_to_f32(t->dtype, base + (size_t)o * (size_t)in * es, r, (size_t)nr * (size_t)in);
-      col_max_rows(r, 0, nr, in, absolute, p);
-    }
-  }
-  for (int b = 0; b < B; b++)
-    for (int c = 0; c < in; c++) acc[c] = part[(size_t)b * in + c] > acc[c] ? part[(size_t)b * in + c] : acc[c];
-  free(part), free(tmp);
   return CSLIM_OK;
 }
 
