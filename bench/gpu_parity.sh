@@ -2,6 +2,8 @@
 # CPU vs GPU calibration parity (issue 10's acceptance 4) on the fixture models, on a machine with a
 # CUDA device and a CUDA build:
 #   [DEV=cuda:0,1] [CASES="dense-w8a8 moe-w8a8"] bench/gpu_parity.sh BUILD_DIR FIXTURES_DIR CALIB_FILE [GEMM]
+# (CSLIM_CUDA_SHARES=2 with one GPU runs the several-GPU path on it: the samples split in two shares,
+# a context and a thread each, the statistics merged through host memory instead of NCCL.)
 # Each case quantizes with the same calibration set on --device cpu and --device cuda (GEMM: fp32,
 # the default, tf32 or bf16) and compares the checkpoints: scales within 1e-3 relative, < 0.1 % of
 # the integer codes different, perplexity within 0.2 %. tiny-qwen3 runs whole on the GPU (W8A8

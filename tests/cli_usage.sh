@@ -60,6 +60,16 @@ expect_err "--device cuda:0,1: " "--device cuda:0,1 without usable GPUs"
 expect_err_lines 1 "--device cuda:0,1 without usable GPUs"
 run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device cuda:1,1
 expect_err "cuda:1 named twice" "--device cuda:1,1"
+# CSLIM_CUDA_SHARES (the several-GPU path on one GPU) is checked before any GPU is looked for
+run env CSLIM_CUDA_SHARES=0 "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device cuda
+expect_rc 1 "CSLIM_CUDA_SHARES=0"
+expect_err "CSLIM_CUDA_SHARES=0: a count of shares, 1 to 16" "CSLIM_CUDA_SHARES=0"
+run env CSLIM_CUDA_SHARES=2x "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device cuda
+expect_err "CSLIM_CUDA_SHARES=2x: a count of shares" "CSLIM_CUDA_SHARES=2x"
+run env CSLIM_CUDA_SHARES=2 "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device cuda:0,1
+expect_err "CSLIM_CUDA_SHARES=2 splits one GPU, and --device cuda:0,1 names 2 GPUs" "CSLIM_CUDA_SHARES with two GPUs"
+run env CSLIM_CUDA_SHARES=x "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device cpu
+expect_err "W8A8 needs calibration data" "CSLIM_CUDA_SHARES leaves --device cpu alone"
 run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device cuda:0,x
 expect_err "cpu, cuda, cuda:N or cuda:N,M,..." "--device cuda:0,x"
 run "$CSLIM" quant --model_path "$TMP/none" --save_path "$TMP/q" --device tpu

@@ -189,7 +189,8 @@ typedef struct cslim_quant_layer_stats {
 typedef struct cslim_quant_report {
   double seconds, t_read, t_forward, t_stats, t_write, t_verify, t_transform;
   int on_gpu;               /* the decoder layers ran whole on the GPU */
-  uint64_t gpu_peak_bytes;  /* device memory held at most */
+  uint64_t gpu_peak_bytes;  /* device memory held at most (by any one device) */
+  int gpu_devices;          /* the devices the samples were split over */
   char gpu_note[320];       /* when a GPU was selected and the layers did not run on it: what ran there, and why */
   uint64_t peak_rss, bytes_written;
   uint64_t bytes_read;      /* distinct checkpoint bytes the run read (each tensor once) */

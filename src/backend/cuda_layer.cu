@@ -168,6 +168,7 @@ typedef struct ctx {
 #define MAX_DEV 16
 static ctx g_ctx[MAX_DEV];
 static int g_ndev = 1, g_dev_ids[MAX_DEV];
+static int g_host_merge; // a device named twice (CSLIM_CUDA_SHARES): statistics merged through host memory
 static int g_row0[MAX_DEV + 1]; // device i holds rows [g_row0[i], g_row0[i + 1])
 static int g_row0_alt[MAX_DEV + 1]; // ... of the other row set
 static thread_local ctx *cur = &g_ctx[0];
@@ -1372,8 +1373,10 @@ static int nccl_open(void) {
 
 // The statistics of groups [g0, g0 + n) (and, with hist, every group's histogram) summed over the devices, on
 // each of them: min and max exactly, counts exactly (integers), sums in double.
+static int host_merge(int g0, int n, int hist_groups);
 static int nccl_merge(int g0, int n, int hist_groups) {
   if (g_ndev < 2) return 0;
+  if (g_host_merge) return host_merge(g0, n, hist_groups);
   int r = N.group_start();
   for (int i = 0; i < g_ndev && !r; i++) {
     ctx *c = &g_ctx[i];
@@ -1397,6 +1400,60 @@ static int nccl_merge(int g0, int n, int hist_groups) {
   }
   use(0);
   return 0;
+}
+
+// The same merge through host memory, for a GPU named more than once (CSLIM_CUDA_SHARES), where NCCL refuses
+// to run: each device's slices are read back, combined in device order and written to every device.
+static int host_merge(int g0, int n, int hist_groups) {
+  const int ng = g_ctx[0].n_groups;
+  const size_t nh = (size_t)hist_groups * 2048;
+  const size_t bytes = hist_groups ? nh * 8 : (size_t)n * 24;
+  char *acc = (char *)malloc(bytes), *one = (char *)malloc(bytes);
+  if (!acc || !one) {
+    free(acc), free(one);
+    return fail("out of memory merging the statistics");
+  }
+  // the four slices of groups g0.. in the stats buffer (byte offsets, element size), or the histograms
+  const size_t off[4] = {(size_t)4 * g0, (size_t)4 * (ng + g0), (size_t)8 * ng + (size_t)8 * g0,
+                         (size_t)8 * ng + (size_t)8 * (ng + g0)};
+  const size_t len[4] = {(size_t)4 * n, (size_t)4 * n, (size_t)8 * n, (size_t)8 * n};
+  int rc = 0;
+  for (int i = 0; i < g_ndev && !rc; i++) {
+    use(i);
+    char *dst = i ? one : acc;
+    if (hist_groups) {
+      if (cudaMemcpyAsync(dst, G.hist.p, nh * 8, cudaMemcpyDeviceToHost, G.st)) rc = -1;
+    } else {
+      for (int k = 0, at = 0; k < 4 && !rc; at += (int)len[k], k++)
+        if (cudaMemcpyAsync(dst + at, (char *)G.stats.p + off[k], len[k], cudaMemcpyDeviceToHost, G.st)) rc = -1;
+    }
+    if (!rc && cudaStreamSynchronize(G.st)) rc = -1;
+    if (rc || !i) continue;
+    if (hist_groups) {
+      unsigned long long *a = (unsigned long long *)acc, *b = (unsigned long long *)one;
+      for (size_t e = 0; e < nh; e++) a[e] += b[e];
+      continue;
+    }
+    float *amin = (float *)acc, *amax = amin + n, *bmin = (float *)one, *bmax = bmin + n;
+    double *asum = (double *)(amax + n), *bsum = (double *)(bmax + n);
+    for (int e = 0; e < n; e++) {
+      amin[e] = fminf(amin[e], bmin[e]), amax[e] = fmaxf(amax[e], bmax[e]);
+      asum[e] += bsum[e], asum[n + e] += bsum[n + e];
+    }
+  }
+  for (int i = 0; i < g_ndev && !rc; i++) {
+    use(i);
+    if (hist_groups) {
+      if (cudaMemcpyAsync(G.hist.p, acc, nh * 8, cudaMemcpyHostToDevice, G.st)) rc = -1;
+    } else {
+      for (int k = 0, at = 0; k < 4 && !rc; at += (int)len[k], k++)
+        if (cudaMemcpyAsync((char *)G.stats.p + off[k], acc + at, len[k], cudaMemcpyHostToDevice, G.st)) rc = -1;
+    }
+    if (!rc && cudaStreamSynchronize(G.st)) rc = -1;
+  }
+  use(0);
+  free(acc), free(one);
+  return rc ? fail("merging the statistics through host memory: %s", cudaGetErrorString(cudaGetLastError())) : 0;
 }
 
 // fn on every device at once, one host thread each (the calling thread takes device 0)
@@ -1443,7 +1500,11 @@ static const char *api_last_error(void) { return g_err; }
 
 static int api_set_devices(const int *ids, int n) {
   if (n < 1 || n > MAX_DEV) return fail("%d devices: 1 to %d", n, MAX_DEV);
-  for (int i = 0; i < n; i++) g_dev_ids[i] = ids[i];
+  g_host_merge = 0;
+  for (int i = 0; i < n; i++) {
+    g_dev_ids[i] = ids[i];
+    for (int j = 0; j < i; j++) g_host_merge |= ids[j] == ids[i];
+  }
   g_ndev = n;
   return 0;
 }
@@ -1590,7 +1651,7 @@ static int api_begin(const cslim_gpu_dims *d, int total, int n_seqs, const int *
     }
   }
   use(0);
-  if (g_ndev > 1 && nccl_open()) {
+  if (g_ndev > 1 && !g_host_merge && nccl_open()) {
     char e[512];
     snprintf(e, sizeof e, "%s", g_err);
     api_end(NULL);
@@ -2243,6 +2304,8 @@ static int api_memory(size_t *now, size_t *peak) {
   return 0;
 }
 
+static int api_devices(void) { return g_ndev; }
+
 static void *api_host_alloc(size_t bytes) {
   void *p = NULL;
   return cudaMallocHost(&p, bytes) == cudaSuccess ? p : NULL;
@@ -2256,6 +2319,7 @@ static const cslim_gpu_layer_api g_api = {
     CSLIM_GPU_LAYER_API, api_last_error,      api_set_devices, api_begin,       api_end,        api_set_norms,
     api_set_weight,      api_float_pass,      api_channel_pass, api_expert_on_all, api_quantize_weight, api_set_codes,
     api_set_qlinear,     api_quant_pass,      api_add_rows,    api_host_alloc,  api_host_free,  api_memory,
-    api_flex_begin,      api_flex_eval,       api_flex_end,    api_scale_weight, api_begin_alt, api_swap_rows};
+    api_flex_begin,      api_flex_eval,       api_flex_end,    api_scale_weight, api_begin_alt, api_swap_rows,
+    api_devices};
 
 extern "C" const cslim_gpu_layer_api *cslim_cuda_layer_api(void) { return &g_api; }

@@ -95,6 +95,21 @@ cslim_status cslim_device_select(const char *spec) {
       q = end + 1;
     }
   }
+  /* CSLIM_CUDA_SHARES=n with one GPU: the several-GPU path (samples split n ways, a context, a thread and the
+   * layer's weights per share, statistics merged) run on that one GPU, so that one GPU can test it; the module
+   * merges through host memory where a GPU repeats, as NCCL refuses one twice */
+  const char *sh = getenv("CSLIM_CUDA_SHARES");
+  int shares = 1;
+  if (sh && *sh) {
+    char *end;
+    long v = strtol(sh, &end, 10);
+    if (*end || v < 1 || v > 16)
+      return cslim_error(CSLIM_ERR_INVALID, "CSLIM_CUDA_SHARES=%s: a count of shares, 1 to 16", sh);
+    if (v > 1 && n_ids > 1)
+      return cslim_error(CSLIM_ERR_INVALID, "CSLIM_CUDA_SHARES=%s splits one GPU, and --device %s names %d GPUs", sh,
+                         spec, n_ids);
+    shares = (int)v;
+  }
 #ifdef CSLIM_HAVE_CUDA
   int index = ids[0];
   char why[512] = "";
@@ -109,13 +124,17 @@ cslim_status cslim_device_select(const char *spec) {
   char name[128] = "";
   if (cuda_open(index, name, sizeof name))
     return cslim_error(CSLIM_ERR_UNSUPPORTED, "--device %s: cannot initialise the device or cuBLAS", spec);
+  for (int i = 1; i < shares; i++) ids[n_ids++] = index;
   g_gpu = index;
   g_n_gpus = n_ids;
   memcpy(g_gpus, ids, (size_t)n_ids * sizeof(int));
-  if (n_ids == 1) snprintf(g_desc, sizeof g_desc, "cuda:%d (%s)", index, name);
+  if (shares > 1)
+    snprintf(g_desc, sizeof g_desc, "cuda:%d (%s) in %d shares (CSLIM_CUDA_SHARES)", index, name, shares);
+  else if (n_ids == 1) snprintf(g_desc, sizeof g_desc, "cuda:%d (%s)", index, name);
   else snprintf(g_desc, sizeof g_desc, "%s (%d x %s)", spec, n_ids, name);
   return CSLIM_OK;
 #else
+  (void)shares;
   return cslim_error(CSLIM_ERR_UNSUPPORTED, "--device %s: this build has no CUDA backend (configure with "
                      "-DCSLIM_CUDA=ON where nvcc and cuBLAS are installed)", spec);
 #endif

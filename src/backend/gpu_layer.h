@@ -147,9 +147,12 @@ typedef struct cslim_gpu_layer_api {
   int (*begin_alt)(int total, int n_seqs, const int *seq_start, const float *h, const float *cos_t,
                    const float *sin_t);
   int (*swap_rows)(void);
+  /* The devices the calibration rows are split over since begin: the GPUs named, or fewer where
+   * there are fewer sequences. */
+  int (*devices)(void);
 } cslim_gpu_layer_api;
 
-#define CSLIM_GPU_LAYER_API 12
+#define CSLIM_GPU_LAYER_API 13
 
 /* The module's entry point (dlsym'ed by src/backend/device.c). */
 const cslim_gpu_layer_api *cslim_cuda_layer_api(void);

@@ -58,10 +58,13 @@ static void print_report(const cslim_quant_params *p, const cslim_quant_report *
   if (p->anti_method || p->rot)
     printf("  transforms: %s%s%s (%.2f s)\n", p->rot ? "QuaRot" : "", p->rot && p->anti_method ? " + " : "",
            p->anti_method ? cslim_anti_method_name(p->anti_method) : "", r->t_transform);
-  if (r->on_gpu)
-    printf("  device: %s, decoder layers on the GPU (%s GEMMs, %.2f GB of device memory at most)\n",
+  if (r->on_gpu) {
+    char split[64] = "";
+    if (r->gpu_devices > 1) snprintf(split, sizeof split, "the samples split over %d devices, ", r->gpu_devices);
+    printf("  device: %s, decoder layers on the GPU (%s GEMMs, %s%.2f GB of device memory at most%s)\n",
            cslim_device_describe(), p->gpu_gemm == CSLIM_GEMM_BF16 ? "bf16" : p->gpu_gemm == CSLIM_GEMM_TF32 ? "tf32" : "fp32",
-           (double)r->gpu_peak_bytes / 1e9);
+           split, (double)r->gpu_peak_bytes / 1e9, r->gpu_devices > 1 ? " on each" : "");
+  }
   else if (r->gpu_note[0])
     printf("  device: %s, %s\n", cslim_device_describe(), r->gpu_note);
   else

@@ -1213,6 +1213,7 @@ cslim_status cslim_quantize(const cslim_quant_params *p, cslim_quant_report *rep
   if (c.gpu) {
     cslim_gpu_calib_end(m);
     rep->gpu_peak_bytes = cslim_gpu_calib_peak_memory();
+    rep->gpu_devices = cslim_gpu_calib_devices();
   }
   if (!rc) rc = quantize_vision_linears(&c, VLs, nvl, &cal.vin, ex, rep);
   if (!rc) rc = cslim_xform_export_rotation(xf, ex);

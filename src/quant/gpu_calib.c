@@ -73,6 +73,7 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
 }
 
 static size_t g_peak;
+static int g_devices; /* the devices the rows are split over */
 static int g_rows; /* calibration rows on the GPU (of the row set the passes run on) */
 static int g_anti_rows; /* rows of the smoothing set on the GPU, 0: none */
 static int g_running; /* between begin and end */
@@ -141,6 +142,7 @@ cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, 
     if (a->visual[r]) g_vis[k++] = r;
   g_rows = a->total;
   g_peak = 0;
+  g_devices = rc ? 0 : eng()->devices();
   g_running = !rc;
   return rc;
 }
@@ -185,6 +187,8 @@ cslim_status cslim_gpu_calib_flex_eval(const float *s, double *err_rows) {
 void cslim_gpu_calib_flex_end(void) { eng()->flex_end(); }
 
 size_t cslim_gpu_calib_peak_memory(void) { return g_peak; }
+
+int cslim_gpu_calib_devices(void) { return g_devices; }
 
 /* One Linear to the GPU: as the checkpoint stores it (m->defer_linears: no transforms; raw: an
  * expert that no transform has changed yet and that is not in host memory), or its float32 host

@@ -53,8 +53,10 @@ cslim_status cslim_gpu_calib_set_kernel(const cslim_linear *l, const cslim_qline
 cslim_status cslim_gpu_calib_run_quantized(cslim_layer *l, const cslim_acts *a);
 /* The smoothing set through the quantized layer too (as the CPU carries it). */
 cslim_status cslim_gpu_calib_run_quantized_anti(void);
-/* Device memory held at most so far (bytes). */
+/* Device memory held at most so far (bytes; by any one device). */
 size_t cslim_gpu_calib_peak_memory(void);
+/* The devices the calibration rows were split over (1, or up to the GPUs named). */
+int cslim_gpu_calib_devices(void);
 
 /* m6's search evaluations on the GPU while the engine runs (quant/smoother.c): 0 when it does not
  * (the caller scores on the host), 1 when begun (ref_rows filled), or -1 with the error set.
