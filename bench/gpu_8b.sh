@@ -9,7 +9,7 @@
 # PRESET=qwen3-30b-a3b LAYERS=8 runs the same on the MoE preset (its TFLOP/s count the experts'
 # GEMMs: gate/up in the float pass, gate/up/down in the quantized one); DEV=cuda:0,1 on several GPUs.
 # PRESET=qwen3-vl-30b-a3b: the same text model with the Hub's fused experts (calibrated on text; its
-# vision tower is copied; the experts are transposed on the GPU). EXTRA="--anti_method m6" adds
+# vision tower is copied; the experts are transposed on the GPU). EXTRA="--anti_method m6" (or m2) adds
 # flags to every run (then the TFLOP/s count the forward's GEMMs only, not the smoothing's search);
 # QFLAGS="--model_type Qwen3-30B --config_path recipes/default/default-w8a8.yaml" replaces the
 # default "--quant_type w8a8" (a recipe's run).
@@ -72,6 +72,15 @@ for G in $GEMMS; do
       tr=$(sed -n 's/.*transforms: .*(\([0-9.]*\) s).*/\1/p' "$W/log-$G")
       sf=$(calc "$L * 43 * 2 * 512 * ($H * ($Q + 2 * $KV) + $Q * $H + 2 * 12288 * $H + $H * 12288)")
       echo "m6 search GEMMs: $(calc "$sf / 1e12") TFLOP in the transforms' $tr s = $(calc "$sf / $tr / 1e12") TFLOP/s" \
+        "(the fp32 peak is 67 TFLOP/s; the rest of that time is the host's)"
+    fi ;;
+  *m2*)
+    # m2: 30 evaluations (29 candidates and the reference) per subgraph on 512 rows (one sequence here):
+    # q/k/v [Q + 2 KV, H] and causal attention, or gate/up [2 I, H] and down [H, I]
+    if [ "$PRESET" = qwen3-8b ]; then
+      tr=$(sed -n 's/.*transforms: .*(\([0-9.]*\) s).*/\1/p' "$W/log-$G")
+      sf=$(calc "$L * 30 * (2 * 512 * ($H * ($Q + 2 * $KV) + 3 * 12288 * $H) + 4 * 128 * 32 * 512 * 513 / 2)")
+      echo "m2 search GEMMs: $(calc "$sf / 1e12") TFLOP in the transforms' $tr s = $(calc "$sf / $tr / 1e12") TFLOP/s" \
         "(the fp32 peak is 67 TFLOP/s; the rest of that time is the host's)"
     fi ;;
   esac

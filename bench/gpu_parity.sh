@@ -12,7 +12,7 @@
 # W8A16, W4A8 SSZ, one expert kept float, the experts split into many waves), with m1 / m4
 # smoothing and QuaRot (statistics on the GPU, weights transformed on the host; a separate smoothing
 # set, --anti_data, on the GPU too, one with images on the CPU path), m2 / m6 (their
-# samples from the GPU, m6's search on the GPU, m2's on the host) and the default recipe
+# samples from the GPU, both searches on the GPU) and the default recipe
 # (iter_smooth; on the MoE model every expert's up-down, its statistics from the GPU's MoE block, its
 # scales applied to the experts on the GPU). tiny-qwen3-vl calibrates on the images of IMAGES (default
 # FIXTURES_DIR/../calib/images: the deepstack features added on the GPU), and a Qwen3-VL-MoE made
@@ -73,6 +73,7 @@ run_case dense-recipe-default tiny-qwen3 --model_type Qwen3-8B --config_path rec
 ANTI=data/calib/qwen3-moe_anti_prompt_50.json
 run_case dense-w8a8-m4-anti-data tiny-qwen3 --quant_type w8a8 --anti_method m4 --anti_data $ANTI
 run_case dense-w8a8-m6-anti-data tiny-qwen3 --quant_type w8a8 --anti_method m6 --anti_data $ANTI
+run_case dense-w8a8-m2-anti-data tiny-qwen3 --quant_type w8a8 --anti_method m2 --anti_data $ANTI
 run_case moe-w8a8-rot-m4-anti-data tiny-qwen3-moe --quant_type w8a8 --rot True --anti_method m4 --anti_data $ANTI
 run_case moe-w8a8-m6-anti-data tiny-qwen3-moe --quant_type w8a8 --anti_method m6 --anti_data $ANTI
 run_case moe-w8a8 tiny-qwen3-moe --quant_type w8a8
@@ -95,6 +96,8 @@ run_case dense-w8a8s tiny-qwen3 --quant_type w8a8s
 run_case moe-w8a8s tiny-qwen3-moe --quant_type w8a8s --fraction 0.05
 CAL=$IMAGES run_case vl-w8a8-images tiny-qwen3-vl --quant_type w8a8
 CAL=$IMAGES run_case vl-w8a8-rot-m4-images tiny-qwen3-vl --quant_type w8a8 --rot True --anti_method m4
+# m2 on images (msModelSlim's multimodal default): its search's attention on the image rows' MRoPE tables
+CAL=$IMAGES run_case vl-w8a8-m2-images tiny-qwen3-vl --quant_type w8a8 --anti_method m2
 # a smoothing set with images: the CPU path, its float GEMMs on the GPU
 ROUTE="float GEMMs only" CAL=$IMAGES run_case vl-w8a8-m4-anti-images tiny-qwen3-vl --quant_type w8a8 \
   --anti_method m4 --anti_data "$IMAGES"

@@ -343,6 +343,61 @@ static void test_flex_search(void **s) {
   free(W);
 }
 
+/* m2's threshold search on tiny-qwen3's layer 0, for attention (the sample rows cut the second
+ * sequence short) and the MLP, inputs with a shifted outlier channel: a threshold beats the
+ * untransformed input, the outlier's shift is its range's middle, and the search is the same to the
+ * last bit on 1 and 2 threads (each row's error in double lanes, the rows added in order) */
+static void test_os_search(void **s) {
+  (void)s;
+  cslim_model *m;
+  assert_int_equal(cslim_model_open(tu_fixture("models/tiny-qwen3"), &m), CSLIM_OK);
+  const int H = m->cfg.text.hidden_size, rows = 80;
+  int32_t ids[96];
+  for (int i = 0; i < 96; i++) ids[i] = (i * 37 + 11) % 4000;
+  int lens[2] = {60, 36};
+  cslim_acts *a;
+  assert_int_equal(cslim_acts_embed(m, ids, lens, 2, &a), CSLIM_OK);
+  cslim_layer *l;
+  assert_int_equal(cslim_layer_load(m, 0, &l), CSLIM_OK);
+  float *X = malloc((size_t)rows * H * sizeof(float));
+  uint64_t st = 5;
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < H; c++) X[(size_t)r * H + c] = c == 7 ? 15.0f + 40.0f * tu_randf(&st) : tu_randf(&st);
+  cslim_chstats cs;
+  assert_int_equal(cslim_chstats_init(&cs, H), CSLIM_OK);
+  for (int c = 0; c < H; c++) {
+    cs.mn[c] = INFINITY, cs.mx[c] = -INFINITY;
+    for (int r = 0; r < rows; r++) {
+      const float v = X[(size_t)r * H + c];
+      cs.mn[c] = v < cs.mn[c] ? v : cs.mn[c];
+      cs.mx[c] = v > cs.mx[c] ? v : cs.mx[c];
+    }
+  }
+  cs.rows = rows;
+  float *s1 = malloc((size_t)H * 4), *z1 = malloc((size_t)H * 4), *s2 = malloc((size_t)H * 4), *z2 = malloc((size_t)H * 4);
+  const int threads = cslim_get_threads();
+  const cslim_input_kind kinds[2] = {CSLIM_IN_QKV, CSLIM_IN_GATE_UP};
+  for (int k = 0; k < 2; k++) {
+    double t1, t2;
+    cslim_set_threads(1);
+    assert_int_equal(osp_search(m, l, kinds[k], X, rows, a, &cs, s1, z1, &t1), CSLIM_OK);
+    cslim_set_threads(2);
+    assert_int_equal(osp_search(m, l, kinds[k], X, rows, a, &cs, s2, z2, &t2), CSLIM_OK);
+    if (!(t1 > 0.0)) fail_msg("kind %d: no threshold beat the untransformed input", kinds[k]);
+    assert_true(t1 == t2);
+    assert_memory_equal(s1, s2, (size_t)H * 4);
+    assert_memory_equal(z1, z2, (size_t)H * 4);
+    assert_true(z1[7] == 0.5f * (cs.mn[7] + cs.mx[7]));
+    assert_true(s1[7] > 1.0f);
+  }
+  cslim_set_threads(threads);
+  free(s1), free(z1), free(s2), free(z2), free(X);
+  cslim_chstats_free(&cs);
+  cslim_layer_free(m, l);
+  cslim_acts_free(a);
+  cslim_model_close(m);
+}
+
 /* the threaded column maxima equal a plain scan, with 1 and 2 threads, signed and absolute; a NaN
  * never wins, and acc's own values take part */
 static void test_col_max(void **s) {
@@ -430,7 +485,7 @@ int main(void) {
       cmocka_unit_test(test_hadamard_orders), cmocka_unit_test(test_rotations),
       cmocka_unit_test(test_rotation_seed),   cmocka_unit_test(test_smooth_scale), cmocka_unit_test(test_col_max),
       cmocka_unit_test(test_flex_search),     cmocka_unit_test(test_observed_statistics),
-      cmocka_unit_test(test_linear_col_max),
+      cmocka_unit_test(test_linear_col_max),  cmocka_unit_test(test_os_search),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

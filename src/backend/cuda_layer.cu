@@ -157,6 +157,10 @@ typedef struct ctx {
   // m6's search (device 0): X, W, their fake-quantized scaled copies, the product, the reference, s, row errors
   buf fx, fw, fxs, fws, fy, fref, fs, ferr;
   int f_rows, f_n, f_out;
+  // m2's search (device 0) besides: z, the biases [reference, plain, shifted][out], down_proj and its bias, the
+  // block's output, RoPE tables, q_norm and k_norm, min / max partials; the targets, the rows' sequences (host)
+  buf fz, fb, fd, fdb, fo, fcos, fsin, fqk, fmm;
+  int f_attn, f_nt, f_outs[3], f_hasb[3], f_down_out, f_has_db, f_nseq, *f_seq;
   // the other row set (the smoothing's, --anti_data) while the passes run on this one: swap_rows exchanges them
   struct {
     int on, cur; // cur: the passes run on the second set now (its rows are above, the calibration rows here)
@@ -1516,7 +1520,8 @@ static void dev_end(float *h) {
   buf *all[] = {&G.h,  &G.cos_t, &G.sin_t, &G.hs,    &G.xn,  &G.q,   &G.k,    &G.v,   &G.ctx, &G.o,
                 &G.g,  &G.u,     &G.S,     &G.aptr, &G.xq,    &G.acc, &G.rs,  &G.xb,   &G.stats, &G.hist, &G.tmp,
                 &G.xa, &G.mo,    &G.logits, &G.sel,  &G.wts, &G.xe,  &G.eg,   &G.eu,  &G.ye,  &G.tab, &G.chan, &G.ssz,
-                &G.wt, &G.ds,  &G.samp, &G.fx, &G.fw, &G.fxs, &G.fws, &G.fy, &G.fref, &G.fs, &G.ferr, &G.echan, &G.scl};
+                &G.wt, &G.ds,  &G.samp, &G.fx, &G.fw, &G.fxs, &G.fws, &G.fy, &G.fref, &G.fs, &G.ferr, &G.echan, &G.scl,
+                &G.fz, &G.fb, &G.fd, &G.fdb, &G.fo, &G.fcos, &G.fsin, &G.fqk, &G.fmm};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
   for (int i = 0; i < 6; i++) drop(&G.norm[i]);
   for (int i = 0; G.s && i < G.n_slots; i++) {
@@ -1530,6 +1535,7 @@ static void dev_end(float *h) {
   free(G.seq_start);
   drop(&G.alt.h), drop(&G.alt.cos_t), drop(&G.alt.sin_t);
   free(G.alt.seq_start);
+  free(G.f_seq);
   moe_plan *m = &G.m;
   free(m->h_sel), free(m->h_tok), free(m->h_wts), free(m->h_tw), free(m->h_count), free(m->h_offs), free(m->h_fill);
   free(m->h_prow), free(m->waves), free(m->segs);
@@ -2294,6 +2300,158 @@ static void api_flex_end(void) {
   flex_drop();
 }
 
+// ---- m2's search: the sample rows, the targets and the block they feed stay on device 0 ----------------------------
+
+static void os_drop(void) {
+  flex_drop();
+  buf *all[] = {&G.fz, &G.fb, &G.fd, &G.fdb, &G.fo, &G.fcos, &G.fsin, &G.fqk, &G.fmm};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) drop(all[i]);
+  free(G.f_seq);
+  G.f_seq = NULL;
+}
+
+// the block after the targets, from their outputs in G.fy (quant/os_plus.c's block_out): q_norm / k_norm, RoPE and
+// causal attention per sequence, or SwiGLU and down_proj; the ordered products whatever --gpu_gemm
+static int os_block(float *dst) {
+  const int rows = G.f_rows, D = G.d.head_dim, nh = G.d.n_heads, nkv = G.d.n_kv_heads;
+  float *y0 = F(G.fy), *y1 = y0 + (size_t)rows * G.f_outs[0], *y2 = y1 + (size_t)rows * G.f_outs[1];
+  if (!G.f_attn) {
+    const int inter = G.f_outs[0], H = G.f_down_out;
+    k_silu_mul<<<grid_for((size_t)rows * inter), 256, 0, G.st>>>(y0, y1, (size_t)rows * inter);
+    gemm_ordered_launch(G.st, 1, 1, rows, H, inter, 1.0f, y0, inter, 0, F(G.fd), inter, 0, 1, dst, H, 0);
+    if (G.f_has_db) cslim_cuda_os_bias(G.st, dst, rows, H, F(G.fdb));
+    return 0;
+  }
+  rmsnorm(y0, rows * nh, D, F(G.fqk), NULL, G.d.eps, y0);
+  rmsnorm(y1, rows * nkv, D, F(G.fqk) + D, NULL, G.d.eps, y1);
+  k_rope<<<grid_for((size_t)rows * nh * D / 2), 256, 0, G.st>>>(y0, rows, nh, D, F(G.fcos), F(G.fsin));
+  k_rope<<<grid_for((size_t)rows * nkv * D / 2), 256, 0, G.st>>>(y1, rows, nkv, D, F(G.fcos), F(G.fsin));
+  const int keep = G.d.gemm;
+  G.d.gemm = CSLIM_GEMM_FP32; // attention's ordered products and sums
+  int rc = 0;
+  for (int s = 0; s < G.f_nseq && !rc; s++) {
+    const size_t r0 = (size_t)G.f_seq[s];
+    rc = attention(y0 + r0 * nh * D, y1 + r0 * nkv * D, y2 + r0 * nkv * D, G.f_seq[s + 1] - G.f_seq[s], 1,
+                   dst + r0 * nh * D);
+  }
+  G.d.gemm = keep;
+  return rc;
+}
+
+// the targets' products of x (weights w, stacked) into G.fy, plus the biases of set b (-1: the reference's, where
+// there are), then the block into dst and each row's squared error against G.fref (ref: dst is the reference)
+static int os_run(const float *x, const float *w, int b, float *dst, int ref, double *err_rows) {
+  const int rows = G.f_rows, n = G.f_n;
+  for (int j = 0, o0 = 0; j < G.f_nt; o0 += G.f_outs[j++]) {
+    float *y = F(G.fy) + (size_t)rows * o0;
+    gemm_ordered_launch(G.st, 1, 1, rows, G.f_outs[j], n, 1.0f, x, n, 0, w + (size_t)o0 * n, n, 0, 1, y, G.f_outs[j],
+                        0);
+    if (b >= 0 || G.f_hasb[j])
+      cslim_cuda_os_bias(G.st, y, rows, G.f_outs[j], F(G.fb) + (size_t)(b + 1) * G.f_out + o0);
+  }
+  TRY(os_block(dst));
+  if (!ref) {
+    const int width = G.f_attn ? G.d.n_heads * G.d.head_dim : G.f_down_out;
+    cslim_cuda_flex_err(G.st, dst, F(G.fref), rows, width, (double *)G.ferr.p);
+    CK(cudaMemcpyAsync(err_rows, G.ferr.p, (size_t)rows * 8, cudaMemcpyDeviceToHost, G.st));
+  }
+  CK(cudaGetLastError());
+  CK(cudaStreamSynchronize(G.st));
+  return 0;
+}
+
+static int os_begin(const cslim_gpu_os *o) {
+  const int rows = o->rows, n = o->n, D = G.d.head_dim;
+  int out = 0;
+  for (int j = 0; j < o->nt; j++) out += o->outs[j];
+  const int width = o->attn ? G.d.n_heads * D : G.d.hidden;
+  const size_t nx = (size_t)rows * n, nw = (size_t)out * n;
+  G.f_rows = rows, G.f_n = n, G.f_out = out, G.f_attn = o->attn, G.f_nt = o->nt, G.f_down_out = G.d.hidden;
+  for (int j = 0; j < o->nt; j++) G.f_outs[j] = o->outs[j], G.f_hasb[j] = o->bias[j] != NULL;
+  TRY(grow(&G.fx, nx * 4));
+  TRY(grow(&G.fxs, nx * 4));
+  TRY(grow(&G.fw, nw * 4));
+  TRY(grow(&G.fws, nw * 4));
+  TRY(grow(&G.fy, (size_t)rows * out * 4));
+  TRY(grow(&G.fref, (size_t)rows * width * 4));
+  TRY(grow(&G.fo, (size_t)rows * width * 4));
+  TRY(grow(&G.fs, (size_t)n * 4));
+  TRY(grow(&G.fz, (size_t)n * 4));
+  TRY(grow(&G.fb, (size_t)3 * out * 4));
+  TRY(grow(&G.ferr, (size_t)rows * 8));
+  TRY(grow(&G.fmm, cslim_cuda_os_mm_floats() * 4));
+  CK(cudaMemcpyAsync(G.fx.p, o->X, nx * 4, cudaMemcpyHostToDevice, G.st));
+  for (int j = 0, o0 = 0; j < o->nt; o0 += o->outs[j++]) {
+    CK(cudaMemcpyAsync(F(G.fw) + (size_t)o0 * n, o->W[j], (size_t)o->outs[j] * n * 4, cudaMemcpyHostToDevice, G.st));
+    const float *sets[3] = {o->bias[j], o->bias_plain[j], o->bias_shift[j]};
+    for (int k = 0; k < 3; k++)
+      if (sets[k])
+        CK(cudaMemcpyAsync(F(G.fb) + (size_t)k * out + o0, sets[k], (size_t)o->outs[j] * 4, cudaMemcpyHostToDevice,
+                           G.st));
+  }
+  if (o->attn) {
+    if (!(G.f_seq = (int *)malloc((size_t)(o->n_seqs + 1) * sizeof(int)))) return fail("out of memory");
+    memcpy(G.f_seq, o->seq_start, (size_t)(o->n_seqs + 1) * sizeof(int));
+    G.f_nseq = o->n_seqs;
+    const size_t nt = (size_t)rows * (D / 2);
+    TRY(grow(&G.fcos, nt * 4));
+    TRY(grow(&G.fsin, nt * 4));
+    TRY(grow(&G.fqk, (size_t)2 * D * 4));
+    CK(cudaMemcpyAsync(G.fcos.p, o->cos_t, nt * 4, cudaMemcpyHostToDevice, G.st));
+    CK(cudaMemcpyAsync(G.fsin.p, o->sin_t, nt * 4, cudaMemcpyHostToDevice, G.st));
+    CK(cudaMemcpyAsync(G.fqk.p, o->q_norm, (size_t)D * 4, cudaMemcpyHostToDevice, G.st));
+    CK(cudaMemcpyAsync(F(G.fqk) + D, o->k_norm, (size_t)D * 4, cudaMemcpyHostToDevice, G.st));
+  } else {
+    const size_t nd = (size_t)G.d.hidden * o->outs[0];
+    TRY(grow(&G.fd, nd * 4));
+    CK(cudaMemcpyAsync(G.fd.p, o->down_w, nd * 4, cudaMemcpyHostToDevice, G.st));
+    G.f_has_db = o->down_b != NULL;
+    if (o->down_b) {
+      TRY(grow(&G.fdb, (size_t)G.d.hidden * 4));
+      CK(cudaMemcpyAsync(G.fdb.p, o->down_b, (size_t)G.d.hidden * 4, cudaMemcpyHostToDevice, G.st));
+    }
+  }
+  return os_run(F(G.fx), F(G.fw), -1, F(G.fref), 1, NULL); // the float block: the reference
+}
+
+static int api_os_begin(const cslim_gpu_os *o) {
+  use(0);
+  if (!G.on) return fail("the m2 search needs the layer engine started");
+  if (o->nt < 1 || o->nt > 3 || (!o->attn && o->nt != 2)) return fail("the m2 search: %d targets", o->nt);
+  if (os_begin(o)) {
+    os_drop();
+    return -1;
+  }
+  return 0;
+}
+
+static int api_os_scale(const float *s, const float *z, float *mn, float *mx) {
+  use(0);
+  if (!G.fx.p || !G.fz.p) return fail("os_scale without os_begin");
+  const int n = G.f_n;
+  CK(cudaMemcpyAsync(G.fs.p, s, (size_t)n * 4, cudaMemcpyHostToDevice, G.st));
+  CK(cudaMemcpyAsync(G.fz.p, z, (size_t)n * 4, cudaMemcpyHostToDevice, G.st));
+  cslim_cuda_os_shift(G.st, F(G.fx), F(G.fz), F(G.fs), G.f_rows, n, F(G.fxs), F(G.fmm));
+  float mm[2];
+  CK(cudaMemcpyAsync(mm, G.fmm.p, sizeof mm, cudaMemcpyDeviceToHost, G.st));
+  CK(cudaStreamSynchronize(G.st));
+  *mn = mm[0], *mx = mm[1];
+  return 0;
+}
+
+static int api_os_eval(float scale, float offset, float inv, int shifted, double *err_rows) {
+  use(0);
+  if (!G.fx.p || !G.fz.p) return fail("os_eval without os_begin");
+  cslim_cuda_os_fq(G.st, F(G.fxs), (size_t)G.f_rows * G.f_n, scale, offset, inv);
+  cslim_cuda_flex_fq(G.st, F(G.fw), F(G.fs), 1, G.f_out, G.f_n, F(G.fws));
+  return os_run(F(G.fxs), F(G.fws), shifted ? 1 : 0, F(G.fo), 0, err_rows);
+}
+
+static void api_os_end(void) {
+  use(0);
+  os_drop();
+}
+
 // per device: the most held by any one
 static int api_memory(size_t *now, size_t *peak) {
   *now = *peak = 0;
@@ -2320,6 +2478,6 @@ static const cslim_gpu_layer_api g_api = {
     api_set_weight,      api_float_pass,      api_channel_pass, api_expert_on_all, api_quantize_weight, api_set_codes,
     api_set_qlinear,     api_quant_pass,      api_add_rows,    api_host_alloc,  api_host_free,  api_memory,
     api_flex_begin,      api_flex_eval,       api_flex_end,    api_scale_weight, api_begin_alt, api_swap_rows,
-    api_devices};
+    api_devices,         api_os_begin,        api_os_scale,    api_os_eval,      api_os_end};
 
 extern "C" const cslim_gpu_layer_api *cslim_cuda_layer_api(void) { return &g_api; }

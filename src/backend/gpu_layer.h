@@ -68,6 +68,22 @@ typedef struct cslim_gpu_qlin {
   int bias_after;          /* static: the float bias added after dequantization */
 } cslim_gpu_qlin;
 
+/* m2's search set (os_begin): the subgraph's sample rows and the block they feed. */
+typedef struct cslim_gpu_os {
+  int attn;                 /* 1: q, k, v into attention; 0: gate, up into SwiGLU and down_proj */
+  const float *X;           /* [rows, n] */
+  int rows, n, nt;          /* nt targets: 3 (q, k, v) or 2 (gate, up) */
+  const float *W[3];        /* [outs[j], n] */
+  int outs[3];
+  const float *bias[3];     /* the float bias (NULL: none): the reference's */
+  const float *bias_plain[3], *bias_shift[3]; /* [outs[j]]: the candidates' without / with the shift folded in */
+  const float *down_w, *down_b; /* MLP: down_proj [hidden, outs[0]], its bias or NULL */
+  const float *q_norm, *k_norm; /* attention: [head_dim] */
+  const float *cos_t, *sin_t;   /* attention: the rows' RoPE tables [rows, head_dim / 2] */
+  int n_seqs;                   /* attention: the rows' sequences, seq_start[n_seqs] = rows */
+  const int *seq_start;
+} cslim_gpu_os;
+
 typedef struct cslim_gpu_layer_api {
   int version; /* CSLIM_GPU_LAYER_API */
   const char *(*last_error)(void);
@@ -150,9 +166,23 @@ typedef struct cslim_gpu_layer_api {
   /* The devices the calibration rows are split over since begin: the GPUs named, or fewer where
    * there are fewer sequences. */
   int (*devices)(void);
+  /* m2's threshold search on the first device (quant/os_plus.c; os_begin takes a cslim_gpu_os):
+   * X, the targets' float32 weights and biases (and the MLP's down_proj, or q_norm / k_norm and
+   * the rows' RoPE tables) uploaded once, the float block's output kept as the reference.
+   * os_scale(s, z): xs = (X − z) / s per column, its minimum and maximum back to the host (which
+   * turns them into the per-tensor asymmetric int8 parameters); os_eval(scale, offset, inv,
+   * shifted): xs fake-quantized with them, each W · s fake-quantized per row, the targets' ordered
+   * products plus the shifted biases (shifted) or the plain ones, the block (q_norm / k_norm, RoPE,
+   * causal attention per sequence; or SwiGLU and down_proj) in the CPU's arithmetic, and
+   * err_rows[r] = Σ_c (out − ref)² (double lanes). Always the ordered products, whatever
+   * --gpu_gemm. os_end frees what os_begin took. */
+  int (*os_begin)(const cslim_gpu_os *o);
+  int (*os_scale)(const float *s, const float *z, float *mn, float *mx);
+  int (*os_eval)(float scale, float offset, float inv, int shifted, double *err_rows);
+  void (*os_end)(void);
 } cslim_gpu_layer_api;
 
-#define CSLIM_GPU_LAYER_API 13
+#define CSLIM_GPU_LAYER_API 14
 
 /* The module's entry point (dlsym'ed by src/backend/device.c). */
 const cslim_gpu_layer_api *cslim_cuda_layer_api(void);

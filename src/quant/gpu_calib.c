@@ -186,6 +186,25 @@ cslim_status cslim_gpu_calib_flex_eval(const float *s, double *err_rows) {
 
 void cslim_gpu_calib_flex_end(void) { eng()->flex_end(); }
 
+int cslim_gpu_calib_os_begin(const cslim_gpu_os *o) {
+  if (!g_running || !eng() || o->rows <= 0 || o->n <= 0) return 0;
+  if (eng()->os_begin(o)) {
+    engine_error("the m2 search");
+    return -1;
+  }
+  return 1;
+}
+
+cslim_status cslim_gpu_calib_os_scale(const float *s, const float *z, float *mn, float *mx) {
+  return eng()->os_scale(s, z, mn, mx) ? engine_error("the m2 search") : CSLIM_OK;
+}
+
+cslim_status cslim_gpu_calib_os_eval(float scale, float offset, float inv, int shifted, double *err_rows) {
+  return eng()->os_eval(scale, offset, inv, shifted, err_rows) ? engine_error("the m2 search") : CSLIM_OK;
+}
+
+void cslim_gpu_calib_os_end(void) { eng()->os_end(); }
+
 size_t cslim_gpu_calib_peak_memory(void) { return g_peak; }
 
 int cslim_gpu_calib_devices(void) { return g_devices; }

@@ -58,6 +58,14 @@ size_t cslim_gpu_calib_peak_memory(void);
 /* The devices the calibration rows were split over (1, or up to the GPUs named). */
 int cslim_gpu_calib_devices(void);
 
+/* m2's search on the GPU while the engine runs (quant/os_plus.c; gpu_layer.h's os_begin): 0 when it
+ * does not (the caller searches on the host), 1 when begun, or -1 with the error set. */
+struct cslim_gpu_os;
+int cslim_gpu_calib_os_begin(const struct cslim_gpu_os *o);
+cslim_status cslim_gpu_calib_os_scale(const float *s, const float *z, float *mn, float *mx);
+cslim_status cslim_gpu_calib_os_eval(float scale, float offset, float inv, int shifted, double *err_rows);
+void cslim_gpu_calib_os_end(void);
+
 /* m6's search evaluations on the GPU while the engine runs (quant/smoother.c): 0 when it does not
  * (the caller scores on the host), 1 when begun (ref_rows filled), or -1 with the error set.
  * See gpu_layer.h's flex_begin / flex_eval. */

@@ -6,8 +6,18 @@
  * fake-quantized inputs ((x - z)/s per tensor) and weights (W·s per
  * channel) against the float block. The candidates are the os_k = 100
  * thresholds from the largest half-range M down to 1, searched coarse to
- * fine (every 5th, then the neighbours of the best). */
+ * fine (every 5th, then the neighbours of the best).
+ *
+ * A candidate's loss is Σ over the rows of each row's squared error in
+ * model/repro.h's double lanes, the rows added in order: the same on any
+ * machine and thread count, and on the GPU, where the search runs while the
+ * layer engine does (gpu_layer.h's os_begin: the sample rows, the targets and
+ * the block uploaded once, each candidate scored there in the host's
+ * arithmetic; only the row errors come back). */
 #include "quant/smoother.h"
+#include "backend/gpu_layer.h"
+#include "model/repro.h"
+#include "quant/gpu_calib.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -24,8 +34,10 @@ typedef struct osp {
   const cslim_acts *a;
   const float *z, *r; /* shift, half range per channel */
   cslim_linear *tg[3];
-  int nt;
-  float *xs, *ws[3], *bias[3], *y[3], *out, *ref, *s, *cos_t, *sin_t, *tmp;
+  int nt, gpu, shifted; /* shifted: the candidates' biases carry the shift (else the plain ones) */
+  float *xs, *ws[3], *bias[3], *plain[3], *y[3], *out, *ref, *s, *cos_t, *sin_t, *tmp;
+  double *row_err;
+  int n_seqs, *seq_start; /* the sample rows' sequences (the last one cut at rows) */
 } osp;
 
 /* the block after the targets: attention context or MLP output, from y[] */
@@ -45,8 +57,8 @@ static cslim_status block_out(osp *o, float *out) {
   cslim_rmsnorm_rows(k, rows * nkv, D, o->l->k_norm, eps, k);
   cslim_rope_apply(q, rows, nh, D, o->cos_t, o->sin_t);
   cslim_rope_apply(k, rows, nkv, D, o->cos_t, o->sin_t);
-  for (int s = 0; s < o->a->n_seqs && o->a->seq_start[s] < rows; s++) {
-    int r0 = o->a->seq_start[s], r1 = o->a->seq_start[s + 1] < rows ? o->a->seq_start[s + 1] : rows;
+  for (int s = 0; s < o->n_seqs; s++) {
+    const int r0 = o->seq_start[s], r1 = o->seq_start[s + 1];
     cslim_status rc = cslim_attention(q + (size_t)r0 * (size_t)(nh * D), k + (size_t)r0 * (size_t)(nkv * D),
                                       v + (size_t)r0 * (size_t)(nkv * D), r1 - r0, r1 - r0, 0, nh, nkv, D,
                                       out + (size_t)r0 * (size_t)(nh * D));
@@ -68,6 +80,17 @@ static cslim_status eval(osp *o, double t, double *loss) {
     double v = fp ? 1.0 : o->r[c] / t;
     o->s[c] = (float)(v > 1.0 ? v : 1.0);
   }
+  if (o->gpu && !fp) { /* the reference is the GPU's since os_begin */
+    float mn, mx, qs, qo;
+    cslim_status rc = cslim_gpu_calib_os_scale(o->s, o->z, &mn, &mx);
+    if (rc) return rc;
+    cslim_qparams_asym(mn, mx, 8, &qs, &qo); /* fq_tensor_asym's parameters */
+    if ((rc = cslim_gpu_calib_os_eval(qs, qo, 1.0f / qs, o->shifted, o->row_err))) return rc;
+    double e = 0;
+    for (int i = 0; i < rows; i++) e += o->row_err[i];
+    *loss = e / (double)rows;
+    return CSLIM_OK;
+  }
   /* inputs: (x - z) / s, fake-quantized per tensor */
   if (fp) {
     memcpy(o->xs, o->X, (size_t)rows * (size_t)n * sizeof(float));
@@ -81,7 +104,7 @@ static cslim_status eval(osp *o, double t, double *loss) {
     cslim_linear *tl = o->tg[j];
     cslim_linear w = *tl;
     w.forward = NULL;
-    w.b = fp ? tl->b : o->bias[j];
+    w.b = fp ? tl->b : o->shifted ? o->bias[j] : o->plain[j];
     if (!fp) {
 #pragma omp parallel for schedule(static)
       for (int r = 0; r < tl->out; r++)
@@ -95,15 +118,33 @@ static cslim_status eval(osp *o, double t, double *loss) {
   float *dst = fp ? o->ref : o->out;
   cslim_status rc = block_out(o, dst);
   if (rc || fp) return rc;
-  size_t m = (size_t)rows * out_width(o);
+  const size_t w = out_width(o);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < rows; i++) o->row_err[i] = cslim_sum_squares(o->out + (size_t)i * w, o->ref + (size_t)i * w, (int)w);
   double e = 0;
-#pragma omp parallel for reduction(+ : e) schedule(static)
-  for (size_t i = 0; i < m; i++) {
-    double d = (double)o->out[i] - (double)o->ref[i];
-    e += d * d;
-  }
+  for (int i = 0; i < rows; i++) e += o->row_err[i];
   *loss = e / (double)rows;
   return CSLIM_OK;
+}
+
+/* the search on the GPU while the layer engine runs: 1 begun, 0 not, or the error */
+static int os_gpu_begin(osp *o) {
+  const cslim_text_config *t = &o->m->cfg.text;
+  cslim_gpu_os g = {0};
+  g.attn = o->kind == CSLIM_IN_QKV;
+  g.X = o->X, g.rows = o->rows, g.n = o->n, g.nt = o->nt;
+  for (int j = 0; j < o->nt; j++) {
+    g.W[j] = o->tg[j]->w, g.outs[j] = o->tg[j]->out, g.bias[j] = o->tg[j]->b;
+    g.bias_plain[j] = o->plain[j], g.bias_shift[j] = o->bias[j];
+  }
+  if (g.attn) {
+    g.q_norm = o->l->q_norm, g.k_norm = o->l->k_norm, g.cos_t = o->cos_t, g.sin_t = o->sin_t;
+    g.n_seqs = o->n_seqs, g.seq_start = o->seq_start;
+  } else {
+    if (o->l->down.in != o->tg[0]->out || o->l->down.out != t->hidden_size || !o->l->down.w) return 0;
+    g.down_w = o->l->down.w, g.down_b = o->l->down.b;
+  }
+  return cslim_gpu_calib_os_begin(&g);
 }
 
 cslim_status osp_search(cslim_model *m, cslim_layer *l, cslim_input_kind kind, const float *X, int rows,
@@ -129,31 +170,59 @@ cslim_status osp_search(cslim_model *m, cslim_layer *l, cslim_input_kind kind, c
   size_t ow = out_width(&o), maxo = 0;
   for (int j = 0; j < o.nt; j++) maxo = (size_t)o.tg[j]->out > maxo ? (size_t)o.tg[j]->out : maxo;
   cslim_status rc = CSLIM_OK;
-  o.xs = malloc((size_t)rows * (size_t)n * sizeof(float));
-  o.out = malloc((size_t)rows * ow * sizeof(float));
-  o.ref = malloc((size_t)rows * ow * sizeof(float));
   o.s = malloc((size_t)n * sizeof(float));
-  o.tmp = malloc((size_t)rows * maxo * sizeof(float));
   o.cos_t = malloc((size_t)rows * (size_t)(D / 2) * sizeof(float));
   o.sin_t = malloc((size_t)rows * (size_t)(D / 2) * sizeof(float));
-  int ok = r && o.xs && o.out && o.ref && o.s && o.tmp && o.cos_t && o.sin_t;
+  o.row_err = malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double));
+  o.seq_start = malloc((size_t)(a->n_seqs + 1) * sizeof(int));
+  int ok = r && o.s && o.cos_t && o.sin_t && o.row_err && o.seq_start;
   for (int j = 0; j < o.nt && ok; j++) {
     cslim_linear *tl = o.tg[j];
-    o.ws[j] = malloc((size_t)tl->out * (size_t)n * sizeof(float));
-    o.y[j] = malloc((size_t)rows * (size_t)tl->out * sizeof(float));
     o.bias[j] = malloc((size_t)tl->out * sizeof(float));
-    ok = o.ws[j] && o.y[j] && o.bias[j];
-    /* b + W·z: the shift moved into the bias */
-    for (int i = 0; ok && i < tl->out; i++) {
+    o.plain[j] = malloc((size_t)tl->out * sizeof(float));
+    if (!(ok = o.bias[j] && o.plain[j])) break;
+    /* b + W·z: the shift moved into the bias; the plain bias (b, or zeros) for the untransformed candidate */
+    float *bs = o.bias[j], *bp = o.plain[j];
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < tl->out; i++) {
       double acc = tl->b ? tl->b[i] : 0.0;
       for (int c = 0; c < n; c++) acc += (double)tl->w[(size_t)i * n + c] * z[c];
-      o.bias[j][i] = (float)acc;
+      bs[i] = (float)acc;
+      bp[i] = tl->b ? tl->b[i] : 0.0f;
     }
   }
   if (!ok) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory for the m2 search (%d rows)", rows);
+  /* the sequences the sample rows cover, the last cut at rows */
+  for (int q = 0; ok && q < a->n_seqs && a->seq_start[q] < rows; q++) {
+    o.seq_start[q] = a->seq_start[q];
+    o.seq_start[q + 1] = a->seq_start[q + 1] < rows ? a->seq_start[q + 1] : rows;
+    o.n_seqs = q + 1;
+  }
+  o.shifted = 1;
   if (!rc && kind == CSLIM_IN_QKV) rc = cslim_rope_tables(m, a->pos, a->total, 0, rows, o.cos_t, o.sin_t);
+  const double t0 = cslim_now();
+  if (!rc) {
+    int g = os_gpu_begin(&o);
+    if (g < 0) rc = cslim_errcode();
+    o.gpu = g > 0;
+  }
+  if (!rc && !o.gpu) { /* the host's buffers */
+    o.xs = malloc((size_t)rows * (size_t)n * sizeof(float));
+    o.out = malloc((size_t)rows * ow * sizeof(float));
+    o.ref = malloc((size_t)rows * ow * sizeof(float));
+    o.tmp = malloc((size_t)rows * maxo * sizeof(float));
+    ok = o.xs && o.out && o.ref && o.tmp;
+    for (int j = 0; j < o.nt && ok; j++) {
+      o.ws[j] = malloc((size_t)o.tg[j]->out * (size_t)n * sizeof(float));
+      o.y[j] = malloc((size_t)rows * (size_t)o.tg[j]->out * sizeof(float));
+      ok = o.ws[j] && o.y[j];
+    }
+    if (!ok) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory for the m2 search (%d rows)", rows);
+  }
   double dummy;
-  if (!rc) rc = eval(&o, 0.0, &dummy);
+  if (!rc && !o.gpu) rc = eval(&o, 0.0, &dummy);
+  const double t1 = cslim_now();
+  int n_eval = 0;
   /* thresholds t_k = M - (M - lo) k / (OS_K - 1), k = 0..OS_K-1 */
   double lo = M > 1.0 ? 1.0 : M, best = INFINITY;
   int bk = 0;
@@ -167,6 +236,7 @@ cslim_status osp_search(cslim_model *m, cslim_layer *l, cslim_input_kind kind, c
       double tk = M - (M - lo) * k / (OS_K - 1);
       if (!(tk > 0)) continue;
       rc = eval(&o, tk, &losses[k]);
+      n_eval++;
       if (!rc && losses[k] < best) best = losses[k], bk = k;
     }
     if (M <= lo) break; /* one candidate */
@@ -179,13 +249,15 @@ cslim_status osp_search(cslim_model *m, cslim_layer *l, cslim_input_kind kind, c
     float *zero = calloc((size_t)n, sizeof(float));
     float *rr = calloc((size_t)n, sizeof(float));
     if (!zero || !rr) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
-    for (int j = 0; !rc && j < o.nt; j++)
-      for (int i = 0; i < o.tg[j]->out; i++) o.bias[j][i] = o.tg[j]->b ? o.tg[j]->b[i] : 0.0f;
-    o.z = zero, o.r = rr;
+    o.z = zero, o.r = rr, o.shifted = 0;
     if (!rc) rc = eval(&o, 1.0, &none); /* r = 0: s = 1 everywhere */
-    o.z = zs, o.r = r;
+    o.z = zs, o.r = r, o.shifted = 1;
+    n_eval++;
     free(zero), free(rr);
   }
+  if (o.gpu) cslim_gpu_calib_os_end();
+  CSLIM_DEBUG("m2 search [%d x %d] (%s)%s: set-up %.3f s, %d candidates %.3f s", rows, n,
+              kind == CSLIM_IN_QKV ? "attention" : "MLP", o.gpu ? " on the GPU" : "", t1 - t0, n_eval, cslim_now() - t1);
   double tb = M - (M - lo) * bk / (OS_K - 1);
   if (best_t) *best_t = none <= best ? 0.0 : tb;
   if (!rc && none <= best) { /* keep the layer as it is */
@@ -198,7 +270,8 @@ cslim_status osp_search(cslim_model *m, cslim_layer *l, cslim_input_kind kind, c
   }
 done:
   free(r);
-  free(o.xs), free(o.out), free(o.ref), free(o.s), free(o.tmp), free(o.cos_t), free(o.sin_t);
-  for (int j = 0; j < 3; j++) free(o.ws[j]), free(o.y[j]), free(o.bias[j]);
+  free(o.xs), free(o.out), free(o.ref), free(o.s), free(o.tmp), free(o.cos_t), free(o.sin_t), free(o.row_err);
+  free(o.seq_start);
+  for (int j = 0; j < 3; j++) free(o.ws[j]), free(o.y[j]), free(o.bias[j]), free(o.plain[j]);
   return rc;
 }
