@@ -7,7 +7,7 @@
  * come from the host), and the integer pass whose output feeds the next layer;
  * with QuaRot or smoothing, the per-channel statistics and m2 / m6's samples
  * too (the weights are then transformed on the host and uploaded as float32),
- * and m6's search evaluations. A separate smoothing set (--anti_data) lives on
+ * and m2's and m6's search evaluations. A separate smoothing set (--anti_data) lives on
  * the GPU beside the calibration rows: the statistics are observed on it, and
  * it is carried through each quantized layer. Runs it cannot take (per-group
  * weights, a smoothing set with images) stay on the CPU, with their float GEMMs
