@@ -11,7 +11,7 @@
 # tiny-qwen3-moe (W8A8 min-max and histogram, every expert calibrated on all tokens, W8A8_DYNAMIC,
 # W8A16, W4A8 SSZ, one expert kept float, the experts split into many waves), with m1 / m4
 # smoothing and QuaRot (statistics on the GPU, weights transformed on the host; a separate smoothing
-# set, --anti_data, on the GPU too, one with images on the CPU path), m2 / m6 (their
+# set, --anti_data, on the GPU too, of text or of images), m2 / m6 (their
 # samples from the GPU, both searches on the GPU) and the default recipe
 # (iter_smooth; on the MoE model every expert's up-down, its statistics from the GPU's MoE block, its
 # scales applied to the experts on the GPU). tiny-qwen3-vl calibrates on the images of IMAGES (default
@@ -98,9 +98,12 @@ CAL=$IMAGES run_case vl-w8a8-images tiny-qwen3-vl --quant_type w8a8
 CAL=$IMAGES run_case vl-w8a8-rot-m4-images tiny-qwen3-vl --quant_type w8a8 --rot True --anti_method m4
 # m2 on images (msModelSlim's multimodal default): its search's attention on the image rows' MRoPE tables
 CAL=$IMAGES run_case vl-w8a8-m2-images tiny-qwen3-vl --quant_type w8a8 --anti_method m2
-# a smoothing set with images: the CPU path, its float GEMMs on the GPU
-ROUTE="float GEMMs only" CAL=$IMAGES run_case vl-w8a8-m4-anti-images tiny-qwen3-vl --quant_type w8a8 \
+# a smoothing set of images: on the GPU beside the calibration rows, its deepstack features added there
+CAL=$IMAGES run_case vl-w8a8-m4-anti-images tiny-qwen3-vl --quant_type w8a8 \
   --anti_method m4 --anti_data "$IMAGES"
+# ... of images beside text calibration rows, and of text beside images (m6, m2: their samples from it)
+run_case vl-w8a8-m6-text-anti-images tiny-qwen3-vl --quant_type w8a8 --anti_method m6 --anti_data "$IMAGES"
+CAL=$IMAGES run_case vl-w8a8-m2-images-anti-text tiny-qwen3-vl --quant_type w8a8 --anti_method m2 --anti_data $ANTI
 case " ${CASES:-vl-moe} " in *" vl-moe"*)
   "$B/bench/vl_moe_model" --from "$FX/models/tiny-qwen3-vl" --out "$T/tiny-qwen3-vl-moe" >/dev/null || rc=1 ;;
 esac

@@ -471,7 +471,7 @@ static cslim_status calibrate_layer(qctx *c, cslim_acts *a, cslim_exporter *ex, 
   t0 = cslim_now();
   rc = c->gpu ? cslim_gpu_calib_run_quantized(l, a) : cslim_layer_forward(c->m, l, a, NULL, NULL);
   if (!rc && c->anti) /* the smoothing set follows */
-    rc = c->gpu ? cslim_gpu_calib_run_quantized_anti() : cslim_layer_forward(c->m, l, c->anti, NULL, NULL);
+    rc = c->gpu ? cslim_gpu_calib_run_quantized_anti(l, c->anti) : cslim_layer_forward(c->m, l, c->anti, NULL, NULL);
   rep->t_forward += cslim_now() - t0;
   return rc; /* then written (write_layer) */
 }

@@ -30,8 +30,6 @@ const char *cslim_gpu_calib_unsupported(cslim_model *m, const cslim_quant_params
   if (!a) return "no calibration rows";
   if (anti) {
     int ids[16], gpus = cslim_device_gpus(ids, 16);
-    for (int r = 0; anti->visual && r < anti->total; r++)
-      if (anti->visual[r]) return "a smoothing set (--anti_data) with images runs on the CPU";
     if (anti->n_seqs < gpus && anti->n_seqs < a->n_seqs) {
       snprintf(why, sizeof why, "%d smoothing samples (--anti_data), fewer than the %d GPUs", anti->n_seqs, gpus);
       return why;
@@ -77,7 +75,36 @@ static int g_devices; /* the devices the rows are split over */
 static int g_rows; /* calibration rows on the GPU (of the row set the passes run on) */
 static int g_anti_rows; /* rows of the smoothing set on the GPU, 0: none */
 static int g_running; /* between begin and end */
-static int *g_vis, g_n_vis; /* the image tokens' rows (deepstack), ascending */
+/* the image tokens' rows (deepstack), ascending, of the calibration rows [0] and the smoothing set [1] */
+typedef struct vis_rows {
+  int *row, n;
+} vis_rows;
+static vis_rows g_vis[2];
+
+static void vis_drop(vis_rows *v) {
+  free(v->row);
+  v->row = NULL;
+  v->n = 0;
+}
+
+static cslim_status vis_take(vis_rows *v, const cslim_acts *a) {
+  vis_drop(v);
+  for (int r = 0; a && a->visual && r < a->total; r++) v->n += a->visual[r] != 0;
+  if (v->n && !(v->row = malloc((size_t)v->n * sizeof(int)))) {
+    v->n = 0;
+    return cslim_error(CSLIM_ERR_NOMEM, "out of memory");
+  }
+  for (int r = 0, k = 0; v->n && r < a->total; r++)
+    if (a->visual[r]) v->row[k++] = r;
+  return CSLIM_OK;
+}
+
+/* Qwen3-VL deepstack: the visual features added to the image rows of the current set after the first
+ * layers, as cslim_layer_forward does */
+static cslim_status add_deepstack(const vis_rows *v, const cslim_layer *l, const cslim_acts *a) {
+  if (!v->n || l->index >= a->n_deepstack) return CSLIM_OK;
+  return eng()->add_rows(v->n, v->row, a->deepstack[l->index]) ? engine_error("the deepstack features") : CSLIM_OK;
+}
 /* Page-locked buffers for the weight codes coming back, one per slot (every
  * expert's too), two sets: a layer's codes are written out while the next
  * layer quantizes into the other set. */
@@ -132,14 +159,8 @@ cslim_status cslim_gpu_calib_begin(cslim_model *m, const cslim_quant_params *p, 
     if (!g_pin[i] || !g_pin_cap[i]) rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
   }
   if (!rc) g_pin_slots = slots;
-  free(g_vis);
-  g_vis = NULL;
-  g_n_vis = 0;
-  for (int r = 0; a->visual && r < a->total; r++) g_n_vis += a->visual[r] != 0;
-  if (!rc && g_n_vis && !(g_vis = malloc((size_t)g_n_vis * sizeof(int))))
-    rc = cslim_error(CSLIM_ERR_NOMEM, "out of memory");
-  for (int r = 0, k = 0; !rc && g_n_vis && r < a->total; r++)
-    if (a->visual[r]) g_vis[k++] = r;
+  if (!rc) rc = vis_take(&g_vis[0], a);
+  if (!rc) rc = vis_take(&g_vis[1], anti);
   g_rows = a->total;
   g_peak = 0;
   g_devices = rc ? 0 : eng()->devices();
@@ -156,9 +177,8 @@ void cslim_gpu_calib_end(cslim_model *m) {
     g_pin_cap[i] = NULL;
   }
   g_pin_slots = 0;
-  free(g_vis);
-  g_vis = NULL;
-  g_n_vis = 0;
+  vis_drop(&g_vis[0]);
+  vis_drop(&g_vis[1]);
   size_t now = 0, peak = 0;
   eng()->memory(&now, &peak);
   if (peak > g_peak) g_peak = peak;
@@ -461,19 +481,19 @@ cslim_status cslim_gpu_calib_set_kernel(const cslim_linear *l, const cslim_qline
   return CSLIM_OK;
 }
 
-cslim_status cslim_gpu_calib_run_quantized_anti(void) {
+cslim_status cslim_gpu_calib_run_quantized_anti(cslim_layer *l, const cslim_acts *anti) {
   cslim_status rc = swap_rows();
   if (rc) return rc;
   if (eng()->quant_pass()) rc = engine_error("the quantized pass of the smoothing set");
+  if (!rc) rc = add_deepstack(&g_vis[1], l, anti);
   cslim_status rs = swap_rows(); /* back to the calibration rows */
   return rc ? rc : rs;
 }
 
 cslim_status cslim_gpu_calib_run_quantized(cslim_layer *l, const cslim_acts *a) {
   if (eng()->quant_pass()) return engine_error("the quantized pass");
-  /* Qwen3-VL deepstack: visual features added after the first layers, as cslim_layer_forward does */
-  if (g_n_vis && l->index < a->n_deepstack && eng()->add_rows(g_n_vis, g_vis, a->deepstack[l->index]))
-    return engine_error("the deepstack features");
+  cslim_status rc = add_deepstack(&g_vis[0], l, a);
+  if (rc) return rc;
   size_t now = 0, peak = 0;
   eng()->memory(&now, &peak);
   if (peak > g_peak) g_peak = peak;

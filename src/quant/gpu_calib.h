@@ -7,11 +7,12 @@
  * come from the host), and the integer pass whose output feeds the next layer;
  * with QuaRot or smoothing, the per-channel statistics and m2 / m6's samples
  * too (the weights are then transformed on the host and uploaded as float32),
- * and m2's and m6's search evaluations. A separate smoothing set (--anti_data) lives on
- * the GPU beside the calibration rows: the statistics are observed on it, and
- * it is carried through each quantized layer. Runs it cannot take (per-group
- * weights, a smoothing set with images) stay on the CPU, with their float GEMMs
- * offloaded. */
+ * and m2's and m6's search evaluations. A separate smoothing set (--anti_data,
+ * text or images) lives on the GPU beside the calibration rows: the statistics
+ * are observed on it, and it is carried through each quantized layer (its image
+ * rows' deepstack features added as the calibration rows' are). Runs it cannot
+ * take (per-group weights, fewer smoothing samples than GPUs) stay on the CPU,
+ * with their float GEMMs offloaded. */
 #ifndef CSLIM_QUANT_GPU_CALIB_H
 #define CSLIM_QUANT_GPU_CALIB_H
 
@@ -51,8 +52,9 @@ cslim_status cslim_gpu_calib_set_kernel(const cslim_linear *l, const cslim_qline
 /* The quantized layer; its output replaces the rows on the GPU (then Qwen3-VL's deepstack features
  * of a's image rows are added, after the first layers). */
 cslim_status cslim_gpu_calib_run_quantized(cslim_layer *l, const cslim_acts *a);
-/* The smoothing set through the quantized layer too (as the CPU carries it). */
-cslim_status cslim_gpu_calib_run_quantized_anti(void);
+/* The smoothing set through the quantized layer too (as the CPU carries it), then its image rows'
+ * deepstack features after the first layers. */
+cslim_status cslim_gpu_calib_run_quantized_anti(cslim_layer *l, const cslim_acts *anti);
 /* Device memory held at most so far (bytes; by any one device). */
 size_t cslim_gpu_calib_peak_memory(void);
 /* The devices the calibration rows were split over (1, or up to the GPUs named). */
