@@ -48,6 +48,7 @@ int main(int argc, char **argv) {
       {"forward down of Qwen3-8B (4096 rows)", 1, 1, 4096, 4096, 12288, 0},
       {"attention scores, 32 heads of 512 x 512 x 128", 1, 32, 512, 512, 128, 0},
       {"attention values, 32 heads of 512 x 128 x 512", 0, 32, 512, 128, 512, 0},
+      {"attention values, 509 keys (S element loads, V float4)", 0, 32, 509, 128, 509, 0},
       {"MoE chunks, 64 of 128 rows x 768 x 2048", 1, 64, 128, 768, 2048, 1},
       {"unaligned 333 x 517 x 1001 (element loads)", 1, 1, 333, 517, 1001, 0},
       {"unaligned 77 x 130 x 45, B [k][n]", 0, 3, 77, 130, 45, 0},

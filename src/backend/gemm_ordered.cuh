@@ -16,9 +16,10 @@
 //
 // A 128 x 128 tile per block of 256 threads, 8 x 8 outputs a thread, depth steps of 16 through two shared-memory
 // buffers: the next step's tiles are read from global memory into registers while the current one is multiplied, so
-// one barrier a step. Tiles are read as float4 where the operands allow (16-byte aligned, leading dimensions and
-// depth multiples of 4: one test per block), else element by element. Rows and columns past m / n read as zeros; the
-// last step stops at k, so every chain is exactly the CPU's (no padding fma, not even fma(0, 0, acc)).
+// one barrier a step. Each operand's tiles are read as float4 where it allows (16-byte aligned, its leading dimension
+// and the extent along its rows multiples of 4: one test per block), else element by element — so the attention's
+// P.V reads V as float4 whatever the number of keys. Rows and columns past m / n read as zeros; the last step stops
+// at k, so every chain is exactly the CPU's (no padding fma, not even fma(0, 0, acc)).
 #define OG_BM 128
 #define OG_BN 128
 #define OG_BK 16
@@ -121,7 +122,7 @@ __global__ void __launch_bounds__(OG_THREADS, MINB)
     C += z1 * sC2 + z0 * sC;
   }
   const int i0 = blockIdx.y * OG_BM, j0 = blockIdx.x * OG_BN, tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const bool vec = (k & 3) == 0 && og_aligned(A, lda) && og_aligned(B, ldb) && (TRANS || (n & 3) == 0);
+  const bool va = (k & 3) == 0 && og_aligned(A, lda), vb = (TRANS ? (k & 3) == 0 : (n & 3) == 0) && og_aligned(B, ldb);
   float acc[8][8];
 #pragma unroll
   for (int p = 0; p < 8; p++)
@@ -129,11 +130,11 @@ __global__ void __launch_bounds__(OG_THREADS, MINB)
     for (int q = 0; q < 8; q++) acc[p][q] = 0.0f;
   constexpr int NA = OG_BM * OG_BK / 4 / OG_THREADS, NB = OG_BN * OG_BK / 4 / OG_THREADS;
   float4 ra[NA], rb[NB];
-  og_load_rows<OG_BM>(ra, A, lda, i0, m, 0, k, vec, tid);
+  og_load_rows<OG_BM>(ra, A, lda, i0, m, 0, k, va, tid);
   if (TRANS)
-    og_load_rows<OG_BN>(rb, B, ldb, j0, n, 0, k, vec, tid);
+    og_load_rows<OG_BN>(rb, B, ldb, j0, n, 0, k, vb, tid);
   else
-    og_load_cols(rb, B, ldb, j0, n, 0, k, vec, tid);
+    og_load_cols(rb, B, ldb, j0, n, 0, k, vb, tid);
   og_store_rows<OG_BM>(As[0], ra, tid);
   if (TRANS)
     og_store_rows<OG_BN>(Bs[0], rb, tid);
@@ -143,11 +144,11 @@ __global__ void __launch_bounds__(OG_THREADS, MINB)
   for (int t0 = 0, cur = 0; t0 < k; t0 += OG_BK, cur ^= 1) {
     const bool more = t0 + OG_BK < k;
     if (more) { // the next step's tiles, in flight while this one is multiplied
-      og_load_rows<OG_BM>(ra, A, lda, i0, m, t0 + OG_BK, k, vec, tid);
+      og_load_rows<OG_BM>(ra, A, lda, i0, m, t0 + OG_BK, k, va, tid);
       if (TRANS)
-        og_load_rows<OG_BN>(rb, B, ldb, j0, n, t0 + OG_BK, k, vec, tid);
+        og_load_rows<OG_BN>(rb, B, ldb, j0, n, t0 + OG_BK, k, vb, tid);
       else
-        og_load_cols(rb, B, ldb, j0, n, t0 + OG_BK, k, vec, tid);
+        og_load_cols(rb, B, ldb, j0, n, t0 + OG_BK, k, vb, tid);
     }
     if (more) {
 #pragma unroll
