@@ -160,7 +160,7 @@ typedef struct ctx {
   // m2's search (device 0) besides: z, the biases [reference, plain, shifted][out], down_proj and its bias, the
   // block's output, RoPE tables, q_norm and k_norm, min / max partials; the targets, the rows' sequences (host)
   buf fz, fb, fd, fdb, fo, fcos, fsin, fqk, fmm;
-  int f_attn, f_nt, f_outs[3], f_hasb[3], f_down_out, f_has_db, f_nseq, *f_seq;
+  int f_attn, f_nt, f_outs[3], f_hasb[3], f_has_db, f_nseq, *f_seq;
   // the other row set (the smoothing's, --anti_data) while the passes run on this one: swap_rows exchanges them
   struct {
     int on, cur; // cur: the passes run on the second set now (its rows are above, the calibration rows here)
@@ -2316,7 +2316,7 @@ static int os_block(float *dst) {
   const int rows = G.f_rows, D = G.d.head_dim, nh = G.d.n_heads, nkv = G.d.n_kv_heads;
   float *y0 = F(G.fy), *y1 = y0 + (size_t)rows * G.f_outs[0], *y2 = y1 + (size_t)rows * G.f_outs[1];
   if (!G.f_attn) {
-    const int inter = G.f_outs[0], H = G.f_down_out;
+    const int inter = G.f_outs[0], H = G.d.hidden;
     k_silu_mul<<<grid_for((size_t)rows * inter), 256, 0, G.st>>>(y0, y1, (size_t)rows * inter);
     gemm_ordered_launch(G.st, 1, 1, rows, H, inter, 1.0f, y0, inter, 0, F(G.fd), inter, 0, 1, dst, H, 0);
     if (G.f_has_db) cslim_cuda_os_bias(G.st, dst, rows, H, F(G.fdb));
@@ -2351,7 +2351,7 @@ static int os_run(const float *x, const float *w, int b, float *dst, int ref, do
   }
   TRY(os_block(dst));
   if (!ref) {
-    const int width = G.f_attn ? G.d.n_heads * G.d.head_dim : G.f_down_out;
+    const int width = G.f_attn ? G.d.n_heads * G.d.head_dim : G.d.hidden;
     cslim_cuda_flex_err(G.st, dst, F(G.fref), rows, width, (double *)G.ferr.p);
     CK(cudaMemcpyAsync(err_rows, G.ferr.p, (size_t)rows * 8, cudaMemcpyDeviceToHost, G.st));
   }
@@ -2366,7 +2366,7 @@ static int os_begin(const cslim_gpu_os *o) {
   for (int j = 0; j < o->nt; j++) out += o->outs[j];
   const int width = o->attn ? G.d.n_heads * D : G.d.hidden;
   const size_t nx = (size_t)rows * n, nw = (size_t)out * n;
-  G.f_rows = rows, G.f_n = n, G.f_out = out, G.f_attn = o->attn, G.f_nt = o->nt, G.f_down_out = G.d.hidden;
+  G.f_rows = rows, G.f_n = n, G.f_out = out, G.f_attn = o->attn, G.f_nt = o->nt;
   for (int j = 0; j < o->nt; j++) G.f_outs[j] = o->outs[j], G.f_hasb[j] = o->bias[j] != NULL;
   TRY(grow(&G.fx, nx * 4));
   TRY(grow(&G.fxs, nx * 4));
