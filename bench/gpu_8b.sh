@@ -65,24 +65,19 @@ for G in $GEMMS; do
   fwd=$(sed -n 's/.*forward \([0-9.]*\),.*/\1/p' "$W/log-$G")
   [ "$H" != 0 ] &&
     echo "forward GEMMs: $(calc "$flops / 1e12") TFLOP in $fwd s = $(calc "$flops / $fwd / 1e12") TFLOP/s"
-  # m6 on the dense preset: 43 fp32 products (42 candidates, the reference) per subgraph on the 512
-  # default --anti_tokens rows: q/k/v [Q + 2 KV, H], o [H, Q], gate/up [2 I, H], down [H, I]
-  case "${EXTRA:-}" in *m6*)
-    if [ "$PRESET" = qwen3-8b ]; then
-      tr=$(sed -n 's/.*transforms: .*(\([0-9.]*\) s).*/\1/p' "$W/log-$G")
-      sf=$(calc "$L * 43 * 2 * 512 * ($H * ($Q + 2 * $KV) + $Q * $H + 2 * 12288 * $H + $H * 12288)")
-      echo "m6 search GEMMs: $(calc "$sf / 1e12") TFLOP in the transforms' $tr s = $(calc "$sf / $tr / 1e12") TFLOP/s" \
-        "(the fp32 peak is 67 TFLOP/s; the rest of that time is the host's)"
-    fi ;;
-  *m2*)
-    # m2: 30 evaluations (29 candidates and the reference) per subgraph on 512 rows (one sequence here):
-    # q/k/v [Q + 2 KV, H] and causal attention, or gate/up [2 I, H] and down [H, I]
-    if [ "$PRESET" = qwen3-8b ]; then
-      tr=$(sed -n 's/.*transforms: .*(\([0-9.]*\) s).*/\1/p' "$W/log-$G")
-      sf=$(calc "$L * 30 * (2 * 512 * ($H * ($Q + 2 * $KV) + 3 * 12288 * $H) + 4 * 128 * 32 * 512 * 513 / 2)")
-      echo "m2 search GEMMs: $(calc "$sf / 1e12") TFLOP in the transforms' $tr s = $(calc "$sf / $tr / 1e12") TFLOP/s" \
-        "(the fp32 peak is 67 TFLOP/s; the rest of that time is the host's)"
-    fi ;;
+  # the smoothing search's products on the dense preset, per subgraph on the 512 default --anti_tokens rows (one
+  # sequence here): m6 43 fp32 products (42 candidates, the reference): q/k/v [Q + 2 KV, H], o [H, Q], gate/up
+  # [2 I, H], down [H, I]; m2 30 evaluations (29 candidates, the reference): q/k/v and causal attention, or gate/up
+  # and down
+  sm= sf=
+  case "${EXTRA:-}" in
+  *m6*) sm=m6 sf=$(calc "$L * 43 * 2 * 512 * ($H * ($Q + 2 * $KV) + $Q * $H + 2 * 12288 * $H + $H * 12288)") ;;
+  *m2*) sm=m2 sf=$(calc "$L * 30 * (2 * 512 * ($H * ($Q + 2 * $KV) + 3 * 12288 * $H) + 4 * 128 * 32 * 512 * 513 / 2)") ;;
   esac
+  if [ -n "$sm" ] && [ "$PRESET" = qwen3-8b ]; then
+    tr=$(sed -n 's/.*transforms: .*(\([0-9.]*\) s).*/\1/p' "$W/log-$G")
+    echo "$sm search GEMMs: $(calc "$sf / 1e12") TFLOP in the transforms' $tr s = $(calc "$sf / $tr / 1e12") TFLOP/s" \
+      "(the fp32 peak is 67 TFLOP/s; the rest of that time is the host's)"
+  fi
 done
 rm -rf "$W/out"

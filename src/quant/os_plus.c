@@ -72,25 +72,9 @@ static size_t out_width(const osp *o) {
   return o->kind == CSLIM_IN_GATE_UP ? (size_t)t->hidden_size : (size_t)t->num_heads * (size_t)t->head_dim;
 }
 
-/* loss of threshold t (t <= 0: the float block, into o->ref) */
-static cslim_status eval(osp *o, double t, double *loss) {
+/* on the host, with the scales in o->s: the float block into o->ref (fp), or the candidate's row errors against it */
+static cslim_status eval_host(osp *o, int fp) {
   const int n = o->n, rows = o->rows;
-  const int fp = t <= 0;
-  for (int c = 0; c < n; c++) {
-    double v = fp ? 1.0 : o->r[c] / t;
-    o->s[c] = (float)(v > 1.0 ? v : 1.0);
-  }
-  if (o->gpu && !fp) { /* the reference is the GPU's since os_begin */
-    float mn, mx, qs, qo;
-    cslim_status rc = cslim_gpu_calib_os_scale(o->s, o->z, &mn, &mx);
-    if (rc) return rc;
-    cslim_qparams_asym(mn, mx, 8, &qs, &qo); /* fq_tensor_asym's parameters */
-    if ((rc = cslim_gpu_calib_os_eval(qs, qo, 1.0f / qs, o->shifted, o->row_err))) return rc;
-    double e = 0;
-    for (int i = 0; i < rows; i++) e += o->row_err[i];
-    *loss = e / (double)rows;
-    return CSLIM_OK;
-  }
   /* inputs: (x - z) / s, fake-quantized per tensor */
   if (fp) {
     memcpy(o->xs, o->X, (size_t)rows * (size_t)n * sizeof(float));
@@ -121,9 +105,31 @@ static cslim_status eval(osp *o, double t, double *loss) {
   const size_t w = out_width(o);
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < rows; i++) o->row_err[i] = cslim_sum_squares(o->out + (size_t)i * w, o->ref + (size_t)i * w, (int)w);
+  return CSLIM_OK;
+}
+
+/* loss of threshold t (t <= 0: the float block, into o->ref): the rows' errors, host or GPU, added in order */
+static cslim_status eval(osp *o, double t, double *loss) {
+  const int fp = t <= 0;
+  for (int c = 0; c < o->n; c++) {
+    double v = fp ? 1.0 : o->r[c] / t;
+    o->s[c] = (float)(v > 1.0 ? v : 1.0);
+  }
+  cslim_status rc;
+  if (o->gpu && !fp) { /* the reference is the GPU's since os_begin */
+    float mn, mx, qs, qo;
+    rc = cslim_gpu_calib_os_scale(o->s, o->z, &mn, &mx);
+    if (!rc) {
+      cslim_qparams_asym(mn, mx, 8, &qs, &qo); /* fq_tensor_asym's parameters */
+      rc = cslim_gpu_calib_os_eval(qs, qo, 1.0f / qs, o->shifted, o->row_err);
+    }
+  } else {
+    rc = eval_host(o, fp);
+  }
+  if (rc || fp) return rc;
   double e = 0;
-  for (int i = 0; i < rows; i++) e += o->row_err[i];
-  *loss = e / (double)rows;
+  for (int i = 0; i < o->rows; i++) e += o->row_err[i];
+  *loss = e / (double)o->rows;
   return CSLIM_OK;
 }
 
